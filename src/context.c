@@ -73,7 +73,7 @@ static pattn_status open_backend(pattn_context *ctx, const char *name, const pat
 pattn_status pattn_context_create(pattn_context **out, const pattn_options *opt_in) {
   if (!out) return pattn__global_error(PATTN_ERR_INVALID_ARGUMENT, "context: ctx (the output pointer) is NULL");
   pattn_options opt;
-  const char *name, *device;
+  const char *name = NULL, *device = NULL;
   pattn_status st = resolve_options(opt_in, &opt, &name, &device);
   if (st != PATTN_OK) return st;
 
