@@ -1,0 +1,104 @@
+/* The C interface of the CUDA kernels (kernels_cu/ .cu files) used by the host side of the CUDA
+ * backend (backends/cuda/ .c files). Plain C, so the host files are compiled by the C compiler;
+ * every launcher enqueues on the given stream and returns the launch's cudaError_t as an
+ * int (0 = cudaSuccess), never synchronising. */
+#ifndef PATTN_CUDA_KERNELS_H
+#define PATTN_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { PCU_F32 = 0, PCU_F16 = 1, PCU_BF16 = 2 }; /* same values as pattn_dtype */
+
+/* A strided view, the device-side twin of pattn_view: element (ib, is, ih, i, j) at
+ * buf[offset + ib*sb + is*ss + ih*sh + i*sn + j]. */
+typedef struct pcu_view {
+  void   *buf;
+  int     dtype;
+  int64_t offset;
+  int64_t nb, ns, nh, n, d;
+  int64_t sb, ss, sh, sn;
+} pcu_view;
+
+/* A dense row-major matrix or vector (buf NULL: absent). */
+typedef struct pcu_mat {
+  void   *buf;
+  int     dtype;
+  int64_t offset;
+} pcu_mat;
+
+/* ---- elementwise (elementwise.cu) ---- */
+int pcu_fill(cudaStream_t s, pcu_view dst, float value);
+int pcu_copy(cudaStream_t s, pcu_view dst, pcu_view src, float alpha);
+int pcu_merge(cudaStream_t s, pcu_view acc_out, pcu_view acc_lse, pcu_view part_out, pcu_view part_lse);
+/* Dense f32 [nu][H][n][d] from units u0 .. u0+nu-1 of a view (unit = ib*ns + is); head ih
+ * of the result reads head ih / group of the view (GQA expansion). */
+int pcu_gather(cudaStream_t s, float *dst, pcu_view src, int64_t u0, int64_t nu, int64_t H, int64_t group);
+/* View units u0 .. u0+nu-1 = alpha * sum over g < group of dense f32 [nu][H*group][n][d]
+ * head (ih*group + g), H = dst.nh (group 1: a plain scatter). */
+int pcu_scatter(cudaStream_t s, pcu_view dst, const float *src, int64_t u0, int64_t nu, int64_t group, float alpha);
+/* D[u][ih][i] = dot(a row, b row) of two views with equal extents, units u0.. */
+int pcu_rowdot(cudaStream_t s, float *D, pcu_view a, pcu_view b, int64_t u0, int64_t nu);
+/* y[r][c] = src[r][c] + bias[c] (bias.buf may be NULL), stored in y's dtype. */
+int pcu_bias_store(cudaStream_t s, int64_t m, int64_t n, const float *src, pcu_mat bias, pcu_mat y);
+
+/* ---- layernorm.cu ---- */
+int pcu_layernorm(cudaStream_t s, int64_t rows, int64_t cols, float eps, pcu_mat x, pcu_mat gamma,
+                  pcu_mat beta, pcu_mat y);
+
+/* ---- softmax.cu: the elementwise parts of the materialised (NAIVE) attention ---- */
+/* Rows of S [nu][H][nq][nk] (already scaled): add mask, apply causal, softmax in place;
+ * lse (buf may be NULL) receives the rows' logsumexp. */
+int pcu_softmax_rows(cudaStream_t s, float *S, int64_t u0, int64_t nu, int64_t H, int64_t nq, int64_t nk,
+                     int64_t ns, pcu_view mask, pcu_view lse, int causal, int64_t causal_offset);
+/* Backward: S (scaled scores) becomes P = exp(S - lse), dP becomes scale * P * (dP - D). */
+int pcu_softmax_bwd(cudaStream_t s, float *S, float *dP, const float *lse, const float *D, int64_t rows,
+                    int64_t nq, int64_t nk, float scale, int causal, int64_t causal_offset);
+
+/* ---- flash.cu: fused tiled attention (dense and block-sparse) ---- */
+typedef struct pcu_flash_args {
+  pcu_view q, k, v, out;
+  pcu_view mask;          /* buf NULL: none; broadcast over nb/nh of extent 1 */
+  pcu_view lse;           /* buf NULL: none */
+  float    scale, out_scale;
+  int      causal;
+  int64_t  causal_offset;
+  /* block-sparse (layout NULL: dense) */
+  const uint8_t *layout;  /* device copy of [layout_heads][nqb][nkb] */
+  int      layout_heads;
+  int64_t  nqb, nkb;
+  int      block_size;
+  const int *tile_ptr;    /* CSR over (layout head, query tile): kv tiles to visit */
+  const int *tile_idx;
+  int      num_sms;         /* multiprocessors, for the occupancy choice of dense launches */
+} pcu_flash_args;
+
+/* Tile shape the flash kernel would use for head dims dk, dv on a device whose per-block
+ * shared-memory limit is smem_optin: 0 and *bm, *bn set, or -1 if no variant fits. */
+int pcu_flash_plan(int64_t dk, int64_t dv, size_t smem_optin, int *bm, int *bn);
+int pcu_flash_forward(cudaStream_t s, const pcu_flash_args *a, size_t smem_optin);
+/* flash_mma.cu: f16/bf16 dense attention on tensor cores (compute capability cc >= 80);
+ * cudaErrorNotSupported when it does not apply (then use pcu_flash_forward). */
+int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin);
+
+/* ---- lrpe.cu ---- */
+typedef struct pcu_lrpe_args {
+  pcu_mat  in, theta, out, cache;
+  int64_t  b, h, n, d, e;
+  int      ndims;
+  int64_t  shape[8];
+  int64_t  extra_tokens;
+} pcu_lrpe_args;
+int pcu_lrpe_forward(cudaStream_t s, const pcu_lrpe_args *a);
+int pcu_lrpe_backward(cudaStream_t s, const pcu_lrpe_args *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PATTN_CUDA_KERNELS_H */

@@ -1,0 +1,63 @@
+/* Device helpers shared by every pattn CUDA kernel: dtype loads and stores (f32 arithmetic,
+ * round-to-nearest-even stores, bit-identical to src/dtype.h), view indexing, and the
+ * launch conventions (1-D grids with grid-stride loops, so sizes beyond 65535 blocks of a
+ * 2-D grid work). Kernels never use fast-math intrinsics: masking with -inf and LRPE's
+ * large angles need IEEE behaviour. */
+#ifndef PATTN_CU_COMMON_CUH
+#define PATTN_CU_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda_kernels.h"
+
+#define PCU_INF __int_as_float(0x7f800000)
+
+__device__ __forceinline__ float pcu_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+__device__ __forceinline__ uint16_t pcu_f32_to_bf16(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float pcu_f16_to_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+/* __float2half_rn rounds to nearest even, subnormals and overflow to inf included. */
+__device__ __forceinline__ uint16_t pcu_f32_to_f16(float f) { return __half_as_ushort(__float2half_rn(f)); }
+
+/* Element i of a buffer in dtype dt (dt is uniform across a launch, so the switch does not
+ * diverge). */
+__device__ __forceinline__ float pcu_load(const void *base, int dt, int64_t i) {
+  if (dt == PCU_F16) return pcu_f16_to_f32(((const uint16_t *)base)[i]);
+  if (dt == PCU_BF16) return pcu_bf16_to_f32(((const uint16_t *)base)[i]);
+  return ((const float *)base)[i];
+}
+
+__device__ __forceinline__ void pcu_store(void *base, int dt, int64_t i, float x) {
+  if (dt == PCU_F16) ((uint16_t *)base)[i] = pcu_f32_to_f16(x);
+  else if (dt == PCU_BF16) ((uint16_t *)base)[i] = pcu_f32_to_bf16(x);
+  else ((float *)base)[i] = x;
+}
+
+/* Row start (column 0) of element (ib, is, ih, i) of a view. */
+__device__ __forceinline__ int64_t pcu_row(const pcu_view &v, int64_t ib, int64_t is, int64_t ih, int64_t i) {
+  return v.offset + ib * v.sb + is * v.ss + ih * v.sh + i * v.sn;
+}
+
+/* Grid-stride loop over [0, n) with 64-bit indices. */
+#define PCU_FOR(idx, n) \
+  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < (n); idx += (int64_t)gridDim.x * blockDim.x)
+
+/* Blocks for a grid-stride launch of n items: enough to fill the device, capped so the
+ * 1-D grid never exceeds its limit. */
+static inline unsigned pcu_blocks(int64_t n, int threads) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65535 * 64) b = 65535 * 64;
+  return (unsigned)b;
+}
+
+#endif /* PATTN_CU_COMMON_CUH */
