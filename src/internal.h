@@ -72,6 +72,13 @@ pattn_status pattn__check_same_dtype(pattn_context *ctx, const char *op, const c
 pattn_status pattn__check_layout(pattn_context *ctx, const char *op, pattn_layout layout);
 pattn_status pattn__check_scale(pattn_context *ctx, const char *op, float scale);
 /* name[dim] must equal want */
+/* desc non-NULL and large enough, layout and scale valid: what every operator descriptor
+ * (they all start with struct_size, layout, scale) needs. Use PATTN_CHECK_OP_DESC. */
+pattn_status pattn__check_op_desc(pattn_context *ctx, const char *op, const void *desc, size_t struct_size, size_t min_size,
+                                  pattn_layout layout, float scale);
+#define PATTN_CHECK_OP_DESC(ctx, op, desc)                                                                          \
+  pattn__check_op_desc(ctx, op, desc, (desc) ? (desc)->struct_size : 0, sizeof *(desc), (desc) ? (desc)->layout : 0, \
+                       (desc) ? (desc)->scale : 0.0f)
 pattn_status pattn__check_dim(pattn_context *ctx, const char *op, const char *name, const char *what, int64_t got, int64_t want);
 pattn_status pattn__check_distinct(pattn_context *ctx, const char *op, const pattn_tensor *const *outs, const char *const *out_names, int nout,
                                    const pattn_tensor *const *all, const char *const *all_names, int nall);

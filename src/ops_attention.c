@@ -7,9 +7,7 @@
 #define OPB "attention_backward"
 
 pattn_status pattn__validate_attention_desc(pattn_context *ctx, const char *op, const pattn_attention_desc *desc) {
-  pattn_status st = pattn__check_desc(ctx, op, desc, desc ? desc->struct_size : 0, sizeof *desc);
-  if (st == PATTN_OK) st = pattn__check_layout(ctx, op, desc->layout);
-  if (st == PATTN_OK) st = pattn__check_scale(ctx, op, desc->scale);
+  pattn_status st = PATTN_CHECK_OP_DESC(ctx, op, desc);
   if (st == PATTN_OK && (desc->algo < PATTN_ALGO_AUTO || desc->algo > PATTN_ALGO_FLASH))
     st = pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT, "%s: desc->algo=%d is not AUTO, NAIVE or FLASH", op, (int)desc->algo);
   if (st == PATTN_OK && (desc->precision < PATTN_PRECISION_DEFAULT || desc->precision > PATTN_PRECISION_TF32))

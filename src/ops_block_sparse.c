@@ -5,9 +5,7 @@
 
 pattn_status pattn__validate_block_sparse(pattn_context *ctx, const char *op, const pattn_block_sparse_desc *desc, int64_t h,
                                           int64_t nq, int64_t nk) {
-  pattn_status st = pattn__check_desc(ctx, op, desc, desc ? desc->struct_size : 0, sizeof *desc);
-  if (st == PATTN_OK) st = pattn__check_layout(ctx, op, desc->layout);
-  if (st == PATTN_OK) st = pattn__check_scale(ctx, op, desc->scale);
+  pattn_status st = PATTN_CHECK_OP_DESC(ctx, op, desc);
   if (st != PATTN_OK) return st;
   if (desc->block_size < 1)
     return pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT, "%s: block_size=%d must be >= 1", op, desc->block_size);
@@ -35,8 +33,7 @@ pattn_status pattn__run_block_sparse(pattn_context *ctx, const pattn_block_spars
 pattn_status pattn_block_sparse_attention(pattn_context *ctx, const pattn_block_sparse_desc *desc, const pattn_tensor *q,
                                           const pattn_tensor *k, const pattn_tensor *v, pattn_tensor *out) {
   pattn_status st = pattn__check_ctx(ctx);
-  if (st == PATTN_OK) st = pattn__check_desc(ctx, OP, desc, desc ? desc->struct_size : 0, sizeof *desc);
-  if (st == PATTN_OK) st = pattn__check_layout(ctx, OP, desc->layout);
+  if (st == PATTN_OK) st = PATTN_CHECK_OP_DESC(ctx, OP, desc);
   if (st == PATTN_OK) st = pattn__check_qkvo(ctx, OP, desc->layout, q, k, v, out, "out");
   if (st != PATTN_OK) return st;
   int64_t b, h, nq, d, kb, hk, nk, kd;

@@ -10,9 +10,7 @@
 #define OP "dilated_attention"
 
 pattn_status pattn__validate_dilated(pattn_context *ctx, const char *op, const pattn_dilated_desc *desc, int64_t n, int64_t h) {
-  pattn_status st = pattn__check_desc(ctx, op, desc, desc ? desc->struct_size : 0, sizeof *desc);
-  if (st == PATTN_OK) st = pattn__check_layout(ctx, op, desc->layout);
-  if (st == PATTN_OK) st = pattn__check_scale(ctx, op, desc->scale);
+  pattn_status st = PATTN_CHECK_OP_DESC(ctx, op, desc);
   if (st != PATTN_OK) return st;
   if (desc->num_segments < 1)
     return pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT, "%s: num_segments=%d must be >= 1", op, desc->num_segments);
@@ -139,8 +137,7 @@ pattn_status pattn__check_self_attention(pattn_context *ctx, const char *op, pat
 pattn_status pattn_dilated_attention(pattn_context *ctx, const pattn_dilated_desc *desc, const pattn_tensor *q, const pattn_tensor *k,
                                      const pattn_tensor *v, pattn_tensor *out) {
   pattn_status st = pattn__check_ctx(ctx);
-  if (st == PATTN_OK) st = pattn__check_desc(ctx, OP, desc, desc ? desc->struct_size : 0, sizeof *desc);
-  if (st == PATTN_OK) st = pattn__check_layout(ctx, OP, desc->layout);
+  if (st == PATTN_OK) st = PATTN_CHECK_OP_DESC(ctx, OP, desc);
   if (st == PATTN_OK) st = pattn__check_self_attention(ctx, OP, desc->layout, q, k, v, out);
   if (st != PATTN_OK) return st;
   int64_t b, h, n, d;

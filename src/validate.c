@@ -67,3 +67,11 @@ pattn_status pattn__check_distinct(pattn_context *ctx, const char *op, const pat
   }
   return PATTN_OK;
 }
+
+pattn_status pattn__check_op_desc(pattn_context *ctx, const char *op, const void *desc, size_t struct_size, size_t min_size,
+                                  pattn_layout layout, float scale) {
+  pattn_status st = pattn__check_desc(ctx, op, desc, struct_size, min_size);
+  if (st == PATTN_OK) st = pattn__check_layout(ctx, op, layout);
+  if (st == PATTN_OK) st = pattn__check_scale(ctx, op, scale);
+  return st;
+}
