@@ -20,7 +20,7 @@
 
 #include "pattn/pattn.h"
 
-#define PATTN_BACKEND_ABI 1u
+#define PATTN_BACKEND_ABI 2u
 
 /* A strided view of a (batch, segment, head, row, column) region inside one backend buffer.
  * Element (ib, is, ih, i, j) lives at buf[offset + ib*sb + is*ss + ih*sh + i*sn + j]
@@ -173,6 +173,11 @@ typedef struct pattn_backend {
   pattn_status (*block_sparse)(pattn_context *ctx, const pattn_block_sparse_args *a);
   pattn_status (*lrpe_forward)(pattn_context *ctx, const pattn_lrpe_args *a);
   pattn_status (*lrpe_backward)(pattn_context *ctx, const pattn_lrpe_args *a);
+
+  /* Optional (NULL: not offered). A communicator over the backend's native library (NCCL
+   * for cuda), made from the caller's handle (an ncclComm_t): what pattn_comm_create_nccl
+   * forwards to, so libpattn itself links no GPU library. See src/comm.h. */
+  pattn_status (*comm_create_native)(pattn_context *ctx, void *native_comm, pattn_comm **out);
 } pattn_backend;
 
 typedef const pattn_backend *(*pattn_backend_entry_fn)(const pattn_core_api *core);

@@ -120,6 +120,7 @@ PATTN_API pattn_status pattn_dilated_attention(pattn_context *ctx, const pattn_d
     const pattn_tensor *q, const pattn_tensor *k, const pattn_tensor *v, pattn_tensor *out);
 
 typedef struct pattn_comm pattn_comm; /* see pattn/pattn_mpi.h, pattn/pattn_nccl.h */
+PATTN_API void pattn_comm_destroy(pattn_comm *c); /* NULL ok */
 typedef struct pattn_ring_desc {
   size_t struct_size; pattn_layout layout; float scale; int causal;
   int ring_size; /* one context: number of K/V chunks; with a comm: ignored (world size) */
