@@ -76,6 +76,12 @@ pattn_status cpu_fast_layernorm(pattn_context *ctx, int64_t rows, int64_t cols, 
 pattn_status cpu_fast_lrpe_forward(pattn_context *ctx, const pattn_lrpe_args *a);
 pattn_status cpu_fast_lrpe_backward(pattn_context *ctx, const pattn_lrpe_args *a);
 
+/* The register-blocked f32 GEMM microkernel behind fast attention and linear
+ * (cpu_fast_attention.c): C[M][N] (+)= A[M][K] B[K][N] with A(i, k) = A[i*ar + k*ak],
+ * M % 4 == 0, N % 16 == 0. */
+void cpu_fast_gemm(int64_t M, int64_t N, int64_t K, const float *restrict A, int64_t ar, int64_t ak,
+                   const float *restrict B, int64_t ldb, float *restrict C, int64_t ldc, int accumulate);
+
 /* LRPE angle of row t, column k (SPEC.md section 6), shared by both modes so the exact f32
  * multiply is written once: ang = (float)p[k / e] * theta[h][k % e]; 0 for extra tokens. */
 static inline void cpu_lrpe_positions(const pattn_lrpe_args *a, int64_t t, int64_t *p) {
