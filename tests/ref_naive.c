@@ -319,3 +319,44 @@ float *ref_randn(uint64_t seed, size_t n, pattn_dtype dt) {
   tu_round_to(dt, x, n);
   return x;
 }
+
+pattn_tensor *ref_upload(pattn_dtype dt, pattn_layout layout, int64_t b, int64_t h, int64_t n, int64_t d,
+                         const float *bhnd) {
+  int64_t shape[4] = {b, h, n, d};
+  if (layout == PATTN_LAYOUT_BHND) return tu_tensor(g_ctx, dt, 4, shape, bhnd);
+  shape[1] = n;
+  shape[2] = h;
+  if (!bhnd) return tu_tensor(g_ctx, dt, 4, shape, NULL);
+  float *x = malloc((size_t)(b * h * n * d) * sizeof(float));
+  assert_non_null(x);
+  ref_bhnd_to_bnhd(bhnd, x, b, h, n, d);
+  pattn_tensor *t = tu_tensor(g_ctx, dt, 4, shape, x);
+  free(x);
+  return t;
+}
+
+float *ref_download(const pattn_tensor *t, pattn_layout layout, int64_t b, int64_t h, int64_t n, int64_t d) {
+  float *x = tu_read(t);
+  if (layout == PATTN_LAYOUT_BHND) return x;
+  float *y = malloc((size_t)(b * h * n * d) * sizeof(float));
+  assert_non_null(y);
+  ref_bnhd_to_bhnd(x, y, b, h, n, d);
+  free(x);
+  return y;
+}
+
+size_t ref_mem_mark(void) {
+  size_t in_use = 0, peak = 0;
+  assert_int_equal(pattn_synchronize(g_ctx), PATTN_OK);
+  pattn_memory_reset_peak(g_ctx);
+  assert_int_equal(pattn_memory_stats(g_ctx, &in_use, &peak), PATTN_OK);
+  return in_use;
+}
+
+size_t ref_mem_extra(size_t mark) {
+  size_t in_use = 0, peak = 0;
+  assert_int_equal(pattn_synchronize(g_ctx), PATTN_OK);
+  assert_int_equal(pattn_memory_stats(g_ctx, &in_use, &peak), PATTN_OK);
+  assert_int_equal(in_use, mark); /* workspace was given back */
+  return peak - mark;
+}

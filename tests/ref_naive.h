@@ -59,6 +59,16 @@ void ref_block_sparse(int64_t b, int64_t h, int64_t nq, int64_t nk, int64_t d, c
 /* [b][h][n][d] -> [b][n][h][d] and back. */
 void ref_bhnd_to_bnhd(const float *src, float *dst, int64_t b, int64_t h, int64_t n, int64_t d);
 void ref_bnhd_to_bhnd(const float *src, float *dst, int64_t b, int64_t h, int64_t n, int64_t d);
+/* A tensor on g_ctx of shape (b, h, n, d) in layout, from a BHND host array (NULL: left
+ * unwritten); and a tensor read back into BHND order (caller frees). */
+pattn_tensor *ref_upload(pattn_dtype dt, pattn_layout layout, int64_t b, int64_t h, int64_t n, int64_t d,
+                         const float *bhnd);
+/* Extra device memory of the calls between the two: ref_mem_mark() synchronises, resets
+ * the peak and returns the bytes in use; ref_mem_extra(mark) synchronises, asserts that
+ * everything the calls allocated was given back, and returns their peak extra bytes. */
+size_t ref_mem_mark(void);
+size_t ref_mem_extra(size_t mark);
+float *ref_download(const pattn_tensor *t, pattn_layout layout, int64_t b, int64_t h, int64_t n, int64_t d);
 
 /* ---- checks ---- */
 /* Fails the running test unless got matches ref within SPEC.md section 7 for dtype dt

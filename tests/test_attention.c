@@ -30,39 +30,12 @@ typedef struct dense_case {
   uint64_t seed;
 } dense_case;
 
-/* Reads t and, for BNHD, brings it back to BHND order. */
-static float *read_bhnd(const pattn_tensor *t, pattn_layout layout, int64_t b, int64_t h,
-                        int64_t n, int64_t d) {
-  float *x = tu_read(t);
-  if (layout == PATTN_LAYOUT_BHND) return x;
-  float *y = malloc((size_t)(b * h * n * d) * sizeof(float));
-  assert_non_null(y);
-  ref_bnhd_to_bhnd(x, y, b, h, n, d);
-  free(x);
-  return y;
-}
 
-/* Tensor from a BHND host array, stored in the case's layout. */
-static pattn_tensor *make_qkv(pattn_dtype dt, pattn_layout layout, int64_t b, int64_t h,
-                              int64_t n, int64_t d, const float *bhnd) {
-  if (layout == PATTN_LAYOUT_BHND) {
-    int64_t shape[4] = {b, h, n, d};
-    return tu_tensor(g_ctx, dt, 4, shape, bhnd);
-  }
-  int64_t shape[4] = {b, n, h, d};
-  if (!bhnd) return tu_tensor(g_ctx, dt, 4, shape, NULL);
-  float *x = malloc((size_t)(b * h * n * d) * sizeof(float));
-  assert_non_null(x);
-  ref_bhnd_to_bnhd(bhnd, x, b, h, n, d);
-  pattn_tensor *t = tu_tensor(g_ctx, dt, 4, shape, x);
-  free(x);
-  return t;
-}
 
 /* Inputs must come back unchanged ("nothing outside an output may change"). */
 static void expect_unchanged(const char *what, const pattn_tensor *t, const float *bhnd,
                              pattn_layout layout, int64_t b, int64_t h, int64_t n, int64_t d) {
-  float *x = read_bhnd(t, layout, b, h, n, d);
+  float *x = ref_download(t, layout, b, h, n, d);
   if (memcmp(x, bhnd, (size_t)(b * h * n * d) * sizeof(float)) != 0)
     fail_msg("%s changed during the call", what);
   free(x);
@@ -98,10 +71,10 @@ static void run_case(const dense_case *c) {
   ref_attention(b, hq, hkv, nq, nk, c->dk, c->dv, q, k, v, mask, mb, mh, scale, c->causal,
                 out_ref, lse_ref);
 
-  pattn_tensor *tq = make_qkv(c->dt, c->layout, b, hq, nq, c->dk, q);
-  pattn_tensor *tk = make_qkv(c->dt, c->layout, b, hkv, nk, c->dk, k);
-  pattn_tensor *tv = make_qkv(c->dt, c->layout, b, hkv, nk, c->dv, v);
-  pattn_tensor *to = make_qkv(c->dt, c->layout, b, hq, nq, c->dv, NULL);
+  pattn_tensor *tq = ref_upload(c->dt, c->layout, b, hq, nq, c->dk, q);
+  pattn_tensor *tk = ref_upload(c->dt, c->layout, b, hkv, nk, c->dk, k);
+  pattn_tensor *tv = ref_upload(c->dt, c->layout, b, hkv, nk, c->dv, v);
+  pattn_tensor *to = ref_upload(c->dt, c->layout, b, hq, nq, c->dv, NULL);
   int64_t lshape[3] = {b, hq, nq};
   pattn_tensor *tl = c->lse ? tu_tensor(g_ctx, PATTN_F32, 3, lshape, NULL) : NULL;
   int64_t mshape[4] = {mb, mh, nq, nk};
@@ -121,7 +94,7 @@ static void run_case(const dense_case *c) {
 
   ref_check_guards("out", to);
   if (tl) ref_check_guards("lse", tl);
-  float *out = read_bhnd(to, c->layout, b, hq, nq, c->dv);
+  float *out = ref_download(to, c->layout, b, hq, nq, c->dv);
   if (c->precision == PATTN_PRECISION_TF32 && c->dt == PATTN_F32)
     ref_check_tol("out (tf32)", out, out_ref, noe, 2e-3, 2e-2); /* SPEC.md section 7 */
   else
@@ -317,19 +290,13 @@ static void test_flash_memory(void **state) {
   pattn_tensor *tk = tu_tensor(g_ctx, PATTN_F32, 4, shape, x);
   pattn_tensor *tv = tu_tensor(g_ctx, PATTN_F32, 4, shape, x);
   pattn_tensor *to = tu_tensor(g_ctx, PATTN_F32, 4, shape, NULL);
-  size_t in_use = 0, peak = 0;
-  assert_int_equal(pattn_synchronize(g_ctx), PATTN_OK);
-  pattn_memory_reset_peak(g_ctx);
-  assert_int_equal(pattn_memory_stats(g_ctx, &in_use, &peak), PATTN_OK);
-  size_t before = in_use;
+  size_t mark = ref_mem_mark();
   pattn_attention_desc desc = {.struct_size = sizeof desc, .algo = PATTN_ALGO_FLASH, .causal = 1};
   assert_int_equal(pattn_attention(g_ctx, &desc, tq, tk, tv, NULL, to, NULL), PATTN_OK);
-  assert_int_equal(pattn_synchronize(g_ctx), PATTN_OK);
-  assert_int_equal(pattn_memory_stats(g_ctx, &in_use, &peak), PATTN_OK);
+  size_t extra = ref_mem_extra(mark);
   size_t scores = (size_t)(n * n) * sizeof(float);
-  if (peak - before >= scores / 4)
-    fail_msg("FLASH used %zu extra bytes; the n^2 score matrix is %zu", peak - before, scores);
-  assert_int_equal(in_use, before); /* workspace was given back */
+  if (extra >= scores / 4)
+    fail_msg("FLASH used %zu extra bytes; the n^2 score matrix is %zu", extra, scores);
   pattn_tensor_destroy(tq); pattn_tensor_destroy(tk); pattn_tensor_destroy(tv);
   pattn_tensor_destroy(to);
   free(x);

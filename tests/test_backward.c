@@ -25,33 +25,7 @@ typedef struct bwd_case {
   uint64_t seed;
 } bwd_case;
 
-static pattn_tensor *upload(pattn_dtype dt, pattn_layout layout, int64_t b, int64_t h, int64_t n,
-                            int64_t d, const float *bhnd) {
-  int64_t shape[4] = {b, h, n, d};
-  if (layout == PATTN_LAYOUT_BHND || !bhnd) {
-    if (layout == PATTN_LAYOUT_BNHD) { shape[1] = n; shape[2] = h; }
-    return tu_tensor(g_ctx, dt, 4, shape, bhnd);
-  }
-  shape[1] = n;
-  shape[2] = h;
-  float *x = malloc((size_t)(b * h * n * d) * sizeof(float));
-  assert_non_null(x);
-  ref_bhnd_to_bnhd(bhnd, x, b, h, n, d);
-  pattn_tensor *t = tu_tensor(g_ctx, dt, 4, shape, x);
-  free(x);
-  return t;
-}
 
-static float *download(const pattn_tensor *t, pattn_layout layout, int64_t b, int64_t h,
-                       int64_t n, int64_t d) {
-  float *x = tu_read(t);
-  if (layout == PATTN_LAYOUT_BHND) return x;
-  float *y = malloc((size_t)(b * h * n * d) * sizeof(float));
-  assert_non_null(y);
-  ref_bnhd_to_bhnd(x, y, b, h, n, d);
-  free(x);
-  return y;
-}
 
 static void run_case(const bwd_case *c) {
   const int64_t b = c->b, hq = c->hq, hkv = c->hkv, nq = c->nq, nk = c->nk, dk = c->dk, dv = c->dv;
@@ -71,16 +45,16 @@ static void run_case(const bwd_case *c) {
   ref_attention_backward(b, hq, hkv, nq, nk, dk, dv, q, k, v, dout, scale, c->causal, dq_ref,
                          dk_ref, dv_ref);
 
-  pattn_tensor *tq = upload(c->dt, c->layout, b, hq, nq, dk, q);
-  pattn_tensor *tk = upload(c->dt, c->layout, b, hkv, nk, dk, k);
-  pattn_tensor *tv = upload(c->dt, c->layout, b, hkv, nk, dv, v);
-  pattn_tensor *to = upload(c->dt, c->layout, b, hq, nq, dv, out);
-  pattn_tensor *tgo = upload(c->dt, c->layout, b, hq, nq, dv, dout);
+  pattn_tensor *tq = ref_upload(c->dt, c->layout, b, hq, nq, dk, q);
+  pattn_tensor *tk = ref_upload(c->dt, c->layout, b, hkv, nk, dk, k);
+  pattn_tensor *tv = ref_upload(c->dt, c->layout, b, hkv, nk, dv, v);
+  pattn_tensor *to = ref_upload(c->dt, c->layout, b, hq, nq, dv, out);
+  pattn_tensor *tgo = ref_upload(c->dt, c->layout, b, hq, nq, dv, dout);
   int64_t lshape[3] = {b, hq, nq};
   pattn_tensor *tl = tu_tensor(g_ctx, PATTN_F32, 3, lshape, lse);
-  pattn_tensor *tdq = upload(c->dt, c->layout, b, hq, nq, dk, NULL);
-  pattn_tensor *tdk = upload(c->dt, c->layout, b, hkv, nk, dk, NULL);
-  pattn_tensor *tdv = upload(c->dt, c->layout, b, hkv, nk, dv, NULL);
+  pattn_tensor *tdq = ref_upload(c->dt, c->layout, b, hq, nq, dk, NULL);
+  pattn_tensor *tdk = ref_upload(c->dt, c->layout, b, hkv, nk, dk, NULL);
+  pattn_tensor *tdv = ref_upload(c->dt, c->layout, b, hkv, nk, dv, NULL);
   tu_poison(tdq);
   tu_poison(tdk);
   tu_poison(tdv);
@@ -98,9 +72,9 @@ static void run_case(const bwd_case *c) {
   ref_check_guards("dk", tdk);
   ref_check_guards("dv", tdv);
 
-  float *gq = download(tdq, c->layout, b, hq, nq, dk);
-  float *gk = download(tdk, c->layout, b, hkv, nk, dk);
-  float *gv = download(tdv, c->layout, b, hkv, nk, dv);
+  float *gq = ref_download(tdq, c->layout, b, hq, nq, dk);
+  float *gk = ref_download(tdk, c->layout, b, hkv, nk, dk);
+  float *gv = ref_download(tdv, c->layout, b, hkv, nk, dv);
   ref_check("dq", gq, dq_ref, nqe, c->dt);
   ref_check("dk", gk, dk_ref, nke, c->dt);
   ref_check("dv", gv, dv_ref, nve, c->dt);

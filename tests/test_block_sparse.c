@@ -26,17 +26,7 @@ typedef struct bs_case {
 } bs_case;
 
 static pattn_tensor *upload(const bs_case *c, int64_t n, const float *bhnd) {
-  int64_t shape[4] = {c->b, c->h, n, c->d};
-  if (c->mem_layout == PATTN_LAYOUT_BHND) return tu_tensor(g_ctx, c->dt, 4, shape, bhnd);
-  shape[1] = n;
-  shape[2] = c->h;
-  if (!bhnd) return tu_tensor(g_ctx, c->dt, 4, shape, NULL);
-  float *x = malloc((size_t)(c->b * c->h * n * c->d) * sizeof(float));
-  assert_non_null(x);
-  ref_bhnd_to_bnhd(bhnd, x, c->b, c->h, n, c->d);
-  pattn_tensor *t = tu_tensor(g_ctx, c->dt, 4, shape, x);
-  free(x);
-  return t;
+  return ref_upload(c->dt, c->mem_layout, c->b, c->h, n, c->d, bhnd);
 }
 
 /* Library result in BHND order. */
@@ -56,15 +46,7 @@ static float *run_lib(const bs_case *c, const float *q, const float *k, const fl
   if (st != PATTN_OK)
     fail_msg("pattn_block_sparse_attention: %s: %s", pattn_status_string(st), pattn_last_error(g_ctx));
   ref_check_guards("out", to);
-  const size_t ne = (size_t)(c->b * c->h * c->nq * c->d);
-  float *o = tu_read(to);
-  if (c->mem_layout == PATTN_LAYOUT_BNHD) {
-    float *y = malloc(ne * sizeof(float));
-    assert_non_null(y);
-    ref_bnhd_to_bhnd(o, y, c->b, c->h, c->nq, c->d);
-    free(o);
-    o = y;
-  }
+  float *o = ref_download(to, c->mem_layout, c->b, c->h, c->nq, c->d);
   pattn_tensor_destroy(tq); pattn_tensor_destroy(tk); pattn_tensor_destroy(tv);
   pattn_tensor_destroy(to);
   return o;

@@ -27,18 +27,7 @@ typedef struct dil_case {
 } dil_case;
 
 static pattn_tensor *upload(const dil_case *c, const float *bhnd) {
-  int64_t shape[4] = {c->b, c->h, c->n, c->d};
-  const size_t ne = (size_t)(c->b * c->h * c->n * c->d);
-  if (c->layout == PATTN_LAYOUT_BHND) return tu_tensor(g_ctx, c->dt, 4, shape, bhnd);
-  shape[1] = c->n;
-  shape[2] = c->h;
-  if (!bhnd) return tu_tensor(g_ctx, c->dt, 4, shape, NULL);
-  float *x = malloc(ne * sizeof(float));
-  assert_non_null(x);
-  ref_bhnd_to_bnhd(bhnd, x, c->b, c->h, c->n, c->d);
-  pattn_tensor *t = tu_tensor(g_ctx, c->dt, 4, shape, x);
-  free(x);
-  return t;
+  return ref_upload(c->dt, c->layout, c->b, c->h, c->n, c->d, bhnd);
 }
 
 /* Runs the case; returns the library's output in BHND order (caller frees). */
@@ -58,15 +47,7 @@ static float *run_lib(const dil_case *c, const float *q, const float *k, const f
   if (st != PATTN_OK)
     fail_msg("pattn_dilated_attention: %s: %s", pattn_status_string(st), pattn_last_error(g_ctx));
   ref_check_guards("out", to);
-  const size_t ne = (size_t)(c->b * c->h * c->n * c->d);
-  float *o = tu_read(to);
-  if (c->layout == PATTN_LAYOUT_BNHD) {
-    float *y = malloc(ne * sizeof(float));
-    assert_non_null(y);
-    ref_bnhd_to_bhnd(o, y, c->b, c->h, c->n, c->d);
-    free(o);
-    o = y;
-  }
+  float *o = ref_download(to, c->layout, c->b, c->h, c->n, c->d);
   pattn_tensor_destroy(tq); pattn_tensor_destroy(tk); pattn_tensor_destroy(tv);
   pattn_tensor_destroy(to);
   return o;

@@ -25,18 +25,7 @@ typedef struct ring_case {
 } ring_case;
 
 static pattn_tensor *upload(const ring_case *c, int64_t h, int64_t n, const float *bhnd) {
-  int64_t shape[4] = {c->b, h, n, c->d};
-  if (c->layout == PATTN_LAYOUT_BHND) return tu_tensor(g_ctx, c->dt, 4, shape, bhnd);
-  shape[1] = n;
-  shape[2] = h;
-  if (!bhnd) return tu_tensor(g_ctx, c->dt, 4, shape, NULL);
-  const size_t ne = (size_t)(c->b * h * n * c->d);
-  float *x = malloc(ne * sizeof(float));
-  assert_non_null(x);
-  ref_bhnd_to_bnhd(bhnd, x, c->b, h, n, c->d);
-  pattn_tensor *t = tu_tensor(g_ctx, c->dt, 4, shape, x);
-  free(x);
-  return t;
+  return ref_upload(c->dt, c->layout, c->b, h, n, c->d, bhnd);
 }
 
 static void run_case(const ring_case *c) {
@@ -68,14 +57,7 @@ static void run_case(const ring_case *c) {
     fail_msg("pattn_ring_attention (ring %d): %s: %s", c->ring, pattn_status_string(st),
              pattn_last_error(g_ctx));
   ref_check_guards("out", to);
-  float *o = tu_read(to);
-  if (c->layout == PATTN_LAYOUT_BNHD) {
-    float *y = malloc(ne * sizeof(float));
-    assert_non_null(y);
-    ref_bnhd_to_bhnd(o, y, c->b, c->h, nq, c->d);
-    free(o);
-    o = y;
-  }
+  float *o = ref_download(to, c->layout, c->b, c->h, nq, c->d);
   ref_check("ring out", o, ref, ne, c->dt);
   if (tl) {
     ref_check_guards("lse", tl);
@@ -144,19 +126,13 @@ static void test_ring_memory(void **state) {
   pattn_tensor *tk = tu_tensor(g_ctx, PATTN_F32, 4, shape, x);
   pattn_tensor *tv = tu_tensor(g_ctx, PATTN_F32, 4, shape, x);
   pattn_tensor *to = tu_tensor(g_ctx, PATTN_F32, 4, shape, NULL);
-  size_t in_use = 0, peak = 0;
-  assert_int_equal(pattn_synchronize(g_ctx), PATTN_OK);
-  pattn_memory_reset_peak(g_ctx);
-  assert_int_equal(pattn_memory_stats(g_ctx, &in_use, &peak), PATTN_OK);
-  size_t before = in_use;
+  size_t mark = ref_mem_mark();
   pattn_ring_desc desc = {.struct_size = sizeof desc, .ring_size = 2, .causal = 1};
   assert_int_equal(pattn_ring_attention(g_ctx, &desc, NULL, tq, tk, tv, to, NULL), PATTN_OK);
-  assert_int_equal(pattn_synchronize(g_ctx), PATTN_OK);
-  assert_int_equal(pattn_memory_stats(g_ctx, &in_use, &peak), PATTN_OK);
+  size_t extra = ref_mem_extra(mark);
   size_t seeds = (size_t)(n * (n / 2)) * sizeof(float);
-  if (peak - before >= seeds / 4)
-    fail_msg("ring used %zu extra bytes; the seeds' n*(n/ring) scores are %zu", peak - before, seeds);
-  assert_int_equal(in_use, before);
+  if (extra >= seeds / 4)
+    fail_msg("ring used %zu extra bytes; the seeds' n*(n/ring) scores are %zu", extra, seeds);
   pattn_tensor_destroy(tq); pattn_tensor_destroy(tk); pattn_tensor_destroy(tv);
   pattn_tensor_destroy(to);
   free(x);
