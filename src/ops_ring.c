@@ -3,14 +3,13 @@
  * extra memory is O(b*h*nq*dv), never a score matrix. */
 #include <math.h>
 
+#include "comm.h"
 #include "internal.h"
 
 #define OP "ring_attention"
 
 pattn_status pattn__validate_ring(pattn_context *ctx, const char *op, const pattn_ring_desc *desc, int64_t nk) {
-  pattn_status st = pattn__check_desc(ctx, op, desc, desc ? desc->struct_size : 0, sizeof *desc);
-  if (st == PATTN_OK) st = pattn__check_layout(ctx, op, desc->layout);
-  if (st == PATTN_OK) st = pattn__check_scale(ctx, op, desc->scale);
+  pattn_status st = PATTN_CHECK_OP_DESC(ctx, op, desc);
   if (st != PATTN_OK) return st;
   if (desc->ring_size < 1)
     return pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT, "%s: ring_size=%d must be >= 1", op, desc->ring_size);
@@ -64,21 +63,12 @@ pattn_status pattn__run_ring(pattn_context *ctx, float scale, int causal, int ri
   return st;
 }
 
-/* Distributed rings need a pattn_comm, and this build has no way to make one yet: any
- * non-NULL comm is not something pattn handed out. */
-static pattn_status check_no_comm(pattn_context *ctx, const char *op, const pattn_comm *comm) {
-  if (comm)
-    return pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT,
-                        "%s: comm is not a communicator created by this build of pattn (distributed rings are not built in)", op);
-  return PATTN_OK;
-}
-
 pattn_status pattn_ring_attention(pattn_context *ctx, const pattn_ring_desc *desc, pattn_comm *comm, const pattn_tensor *q,
                                   const pattn_tensor *k, const pattn_tensor *v, pattn_tensor *out, pattn_tensor *lse) {
+  /* with a comm: one shard per rank, validated collectively (ops_ring_dist.c) */
+  if (comm) return pattn__ring_attention_dist(ctx, desc, comm, q, k, v, out, lse);
   pattn_status st = pattn__check_ctx(ctx);
-  if (st == PATTN_OK) st = pattn__check_desc(ctx, OP, desc, desc ? desc->struct_size : 0, sizeof *desc);
-  if (st == PATTN_OK) st = pattn__check_layout(ctx, OP, desc->layout);
-  if (st == PATTN_OK) st = check_no_comm(ctx, OP, comm);
+  if (st == PATTN_OK) st = PATTN_CHECK_OP_DESC(ctx, OP, desc);
   if (st == PATTN_OK) st = pattn__check_qkvo(ctx, OP, desc->layout, q, k, v, out, "out");
   if (st != PATTN_OK) return st;
   int64_t b, hq, nq, dk, kb, kh, nk, kd;
@@ -98,11 +88,12 @@ pattn_status pattn_ring_attention(pattn_context *ctx, const pattn_ring_desc *des
                          lse ? &lv : NULL);
 }
 
-/* One context: the dilated result itself (SPEC.md 3: "equal to the single-device result"). */
+/* One context: the dilated result itself (SPEC.md 3: "equal to the single-device result");
+ * with a comm: the global sequence sharded over its ranks (ops_ring_dist.c). */
 pattn_status pattn_ring_dilated_attention(pattn_context *ctx, const pattn_dilated_desc *desc, pattn_comm *comm, const pattn_tensor *q,
                                           const pattn_tensor *k, const pattn_tensor *v, pattn_tensor *out) {
+  if (comm) return pattn__ring_dilated_dist(ctx, desc, comm, q, k, v, out);
   pattn_status st = pattn__check_ctx(ctx);
-  if (st == PATTN_OK) st = check_no_comm(ctx, "ring_dilated_attention", comm);
   if (st != PATTN_OK) return st;
   return pattn_dilated_attention(ctx, desc, q, k, v, out);
 }

@@ -2,7 +2,8 @@
  * argument of every operator returns PATTN_ERR_INVALID_ARGUMENT, leaves a message in
  * pattn_last_error that names the argument, and leaves every output untouched (outputs are
  * poisoned with NaN first and must still hold the NaN bit pattern). Nothing may crash.
- * Distributed calls with a real communicator are out of scope: no comm can be created yet. */
+ * Distributed calls with a communicator are checked by test_ring_mpi.c under mpirun (mismatched
+ * shapes across ranks, collectively agreed errors). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -204,6 +204,10 @@ static pattn_status cuda_synchronize(pattn_context *ctx) {
   return PATTN_OK;
 }
 
+#ifdef PATTN_CUDA_NCCL
+pattn_status cuda_comm_create_native(pattn_context *ctx, void *native_comm, pattn_comm **out); /* cuda_nccl.c */
+#endif
+
 static const pattn_backend cuda_backend = {
   .abi = PATTN_BACKEND_ABI,
   .name = "cuda",
@@ -225,6 +229,9 @@ static const pattn_backend cuda_backend = {
   .block_sparse = cuda_block_sparse,
   .lrpe_forward = cuda_lrpe_forward,
   .lrpe_backward = cuda_lrpe_backward,
+#ifdef PATTN_CUDA_NCCL
+  .comm_create_native = cuda_comm_create_native,
+#endif
 };
 
 __attribute__((visibility("default"))) const pattn_backend *pattn_backend_entry(const pattn_core_api *core);
