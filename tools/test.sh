@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds pattn and runs the whole test suite: unit, error-handling
+# and conformance tests on every backend built here, then the same suite again under
+# AddressSanitizer + UndefinedBehaviorSanitizer. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install-deps.sh
+
+# Backends that must not be skipped: the CPU always; more are added as they land.
+export PATTN_REQUIRE_BACKENDS=${PATTN_REQUIRE_BACKENDS:-cpu}
+jobs=$(nproc)
+
+echo "== build (release) and test"
+prefix="$PWD/build-test/install"
+opts=(-Dbuildtype=release --prefix="$prefix" -Dlibdir=lib)
+meson setup build-test --wipe "${opts[@]}" >/dev/null 2>&1 || meson setup build-test "${opts[@]}"
+meson compile -C build-test
+meson test -C build-test --print-errorlogs --num-processes "$jobs"
+
+echo "== an outside program against the installed library (pkg-config pattn)"
+meson install -C build-test --quiet
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+cc -std=c99 -Wall -Wextra -o build-test/consumer tests/consumer/consumer.c $(pkg-config --cflags --libs pattn) -lm
+LD_LIBRARY_PATH="$prefix/lib" build-test/consumer
+
+echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer and test"
+meson setup build-asan --wipe -Dcuda=disabled -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+  >/dev/null 2>&1 || meson setup build-asan -Dcuda=disabled -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
+meson compile -C build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --print-errorlogs --num-processes "$jobs" --timeout-multiplier 4
