@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 
-# Backends that must not be skipped: the CPU always; more are added as they land.
-export PATTN_REQUIRE_BACKENDS=${PATTN_REQUIRE_BACKENDS:-cpu}
+# Backends that must not be skipped here: the CPU, and OpenCL through PoCL (a silently
+# missing OpenCL must never pass).
+export PATTN_REQUIRE_BACKENDS=${PATTN_REQUIRE_BACKENDS:-cpu,opencl}
 jobs=$(nproc)
 
 echo "== build (release) and test"
