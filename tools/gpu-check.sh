@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # On the GPU machine: build pattn there, run the conformance suite on every backend (CPU,
 # CUDA, NVIDIA's OpenCL, PoCL when registered), run pattn-bench suites with the PyTorch
-# peers, and print a short table last. Logs and results go to $OUT (or ./gpu-out).
-#   usage: tools/gpu-check.sh [bench suites...]     (default: quick)
+# peers, and print a short table last. Logs and results are packed into $OUT/gpu-results.tgz
+# (the device tool returns at most 8 files), with the table in $OUT/summary.txt.
+#   usage: tools/gpu-check.sh [bench suites...]     (default: quick; "none" skips the bench)
+#   PATTN_GPU_BACKENDS: backends to check (default "cpu cuda opencl")
 # Expects a prefix with cmocka, CLBlast and OpenCL headers in .deps (see DEVELOPERS notes:
 # ../shared/tools/offline-prefix.sh .deps), carried with the working tree.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-out=${OUT:-$root/gpu-out}
-mkdir -p "$out"
+final=${OUT:-$root/gpu-out}
+out=/tmp/pattn-gpu-out
+rm -rf "$out"
+mkdir -p "$out" "$final"
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(quick)
 
@@ -35,7 +39,8 @@ fi
 "$build/tools/pattn-info" > "$out/pattn-info.txt" 2>&1
 
 export PATTN_BACKEND_DIR=$build/backends/opencl:$build/backends/cuda
-for be in cpu cuda opencl; do
+backends=${PATTN_GPU_BACKENDS:-cpu cuda opencl}
+for be in $backends; do
   log=$out/conformance-$be.log
   PATTN_BACKEND=$be PATTN_REQUIRE_BACKENDS=$be timeout 900 "$build/tests/test-conformance" > "$log" 2>&1
   rc=$?
@@ -43,17 +48,46 @@ for be in cpu cuda opencl; do
   note "conformance $be" "${line:-exit $rc} (rc=$rc)"
 done
 
+# the two ceilings every speed figure is read against: copy bandwidth, bf16 GEMM rate
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  python3 - > "$out/ceilings.txt" 2>&1 <<'PY'
+import torch
+def t(f, reps=20):
+    for _ in range(3): f()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(); s.record()
+    for _ in range(reps): f()
+    e.record(); torch.cuda.synchronize()
+    return s.elapsed_time(e) / reps / 1e3
+a = torch.randn(1 << 30, device="cuda", dtype=torch.bfloat16); b = torch.empty_like(a)
+sec = t(lambda: b.copy_(a)); print("copy %.0f GB/s (bytes read + written)" % (2 * a.numel() * 2 / sec / 1e9))
+x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); y = torch.randn_like(x)
+sec = t(lambda: x @ y); print("bf16 gemm %.0f TFLOP/s (8192^3, random data)" % (2 * 8192**3 / sec / 1e12))
+x = x.float(); y = y.float()
+torch.backends.cuda.matmul.allow_tf32 = False
+sec = t(lambda: x @ y, 5); print("f32 gemm %.1f TFLOP/s (no TF32)" % (2 * 8192**3 / sec / 1e12))
+PY
+  note ceilings "$(tr '\n' ';' < "$out/ceilings.txt")"
+fi
+
 for s in "${suites[@]}"; do
-  for be in cuda opencl; do
-    PATTN_BACKEND=$be timeout 600 "$build/bench/pattn-bench" --suite "$s" --backend "$be" --format json --out "$out/bench-$be" \
-      > "$out/bench-$s-$be.txt" 2>&1
-    note "bench $s $be" "rc=$? (bench-$s-$be.txt)"
-  done
-  if python3 -c 'import torch' 2>/dev/null && [ -f bench/peers/run_peers.py ]; then
-    timeout 600 python3 bench/peers/run_peers.py --suite "$s" --out "$out/peers-$s.json" > "$out/peers-$s.txt" 2>&1
-    note "peers $s" "rc=$? (peers-$s.txt)"
+  [ "$s" = none ] && break
+  compare=()
+  if python3 -c 'import torch' 2>/dev/null; then
+    PYTHONUNBUFFERED=1 timeout 900 python3 bench/peers/run_peers.py --suite "$s" --device cuda --max-seconds 20 \
+      --out "$out/peers-$s.json" > "$out/peers-$s.txt" 2>&1
+    note "peers $s" "rc=$?"
+    [ -s "$out/peers-$s.json" ] && compare=(--compare "$out/peers-$s.json")
   fi
+  for be in $backends; do
+    [ "$be" = cpu ] && continue
+    timeout 900 "$build/bench/pattn-bench" --suite "$s" --backend "$be" --max-seconds 20 "${compare[@]}" \
+      --out "$out/bench-$be" > "$out/bench-$s-$be.txt" 2>&1
+    note "bench $s $be" "rc=$?"
+  done
 done
 
-echo "== $(head -1 "$out/device.txt")"
-printf '%s\n' "${summary[@]}"
+{ echo "== $(head -1 "$out/device.txt")"; printf '%s\n' "${summary[@]}"; } > "$out/summary.txt"
+tar czf "$final/gpu-results.tgz" -C "$out" .
+cp "$out/summary.txt" "$final/summary.txt"
+cat "$out/summary.txt"
