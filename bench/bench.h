@@ -93,6 +93,10 @@ typedef struct bench_opts {
   double      max_seconds; /* per-row budget */
   double      max_mem_mb;  /* 0: no limit */
   int         quiet;       /* no progress on stderr */
+  /* ring-scaling (suite_ring_scaling.c) */
+  const char *comm;        /* --comm nccl | mpi; NULL: nccl on cuda where it works, else mpi */
+  int64_t     ring_tokens; /* --ring-tokens: tokens per GPU (weak scaling); 0: 32768 */
+  int         no_output;   /* print and write nothing (MPI ranks other than 0) */
 } bench_opts;
 
 /* ---- the run ---- */
@@ -187,7 +191,14 @@ typedef struct suite_def {
   double default_max_seconds;
 } suite_def;
 extern const suite_def suite_quick, suite_seed000, suite_seed001, suite_seed002,
-    suite_seed003, suite_seed004;
+    suite_seed003, suite_seed004, suite_ring_scaling;
+
+/* suite_ring_scaling.c: the MPI process around that suite. init calls MPI_Init, picks this
+ * rank's device (local rank % device count) and creates its context; every rank returns the
+ * same status (a failure on one rank is printed by that rank). Without MPI it is
+ * bench_context. finalize: MPI_Finalize if init called MPI_Init. */
+pattn_status ring_scaling_init(bench_opts *o, pattn_context **ctx);
+void         ring_scaling_finalize(void);
 
 /* main.c helpers shared by suites */
 void bench_progress(bench_env *env, const bench_row *r);

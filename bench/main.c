@@ -8,14 +8,17 @@
 
 #include "bench.h"
 
+/* ring-scaling runs under mpirun and calls MPI_Init: never part of "all" */
 static const suite_def *const g_suites[] = {&suite_quick,   &suite_seed000, &suite_seed001,
-                                            &suite_seed002, &suite_seed003, &suite_seed004};
+                                            &suite_seed002, &suite_seed003, &suite_seed004,
+                                            &suite_ring_scaling};
 #define NSUITES ((int)(sizeof(g_suites) / sizeof(g_suites[0])))
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pattn-bench [options]\n"
-          "  --suite NAME       quick (default), seed000 .. seed004, or all\n"
+          "  --suite NAME       quick (default), seed000 .. seed004, all (those), or\n"
+          "                     ring-scaling (under mpirun -np W: see below)\n"
           "  --backend NAME     cpu | opencl | cuda | auto (default: $PATTN_BACKEND, else auto)\n"
           "  --device SEL       device index or name substring (default: $PATTN_DEVICE)\n"
           "  --threads N        CPU backend threads (default: $PATTN_NUM_THREADS, else all cores;\n"
@@ -32,7 +35,14 @@ static void usage(FILE *f) {
           "  --max-mem MB       skip rows whose memory estimate exceeds MB (default: 75%% of\n"
           "                     RAM on the CPU backend, none elsewhere: the device says OOM)\n"
           "  --quiet            no progress lines on stderr\n"
-          "  --list             list the suites\n");
+          "  --comm C           ring-scaling: nccl | mpi (default: nccl on cuda where it\n"
+          "                     works, else mpi)\n"
+          "  --ring-tokens N    ring-scaling: tokens per GPU for weak scaling (default 32768;\n"
+          "                     strong scaling uses 4 N in all)\n"
+          "  --list             list the suites\n"
+          "ring-scaling: mpirun -np P pattn-bench --suite ring-scaling [--backend cuda]\n"
+          "  [--comm nccl|mpi]: rings of 1, 2, 4 .. P ranks, rank r on device (local rank %%\n"
+          "  device count); only rank 0 prints\n");
 }
 
 static int parse_args(int argc, char **argv, bench_opts *o) {
@@ -47,7 +57,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
 #define ARG(name) (!strcmp(a, name) && (v ? (i++, 1) : (fprintf(stderr, "%s needs a value\n", name), exit(2), 0)))
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
     else if (!strcmp(a, "--list")) {
-      for (int s = 0; s < NSUITES; s++) printf("%-8s %s\n", g_suites[s]->name, g_suites[s]->what);
+      for (int s = 0; s < NSUITES; s++) printf("%-12s %s\n", g_suites[s]->name, g_suites[s]->what);
       exit(0);
     }
     else if (!strcmp(a, "--quiet")) o->quiet = 1;
@@ -70,10 +80,17 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
     else if (ARG("--reps")) o->reps = atoi(v);
     else if (ARG("--max-seconds")) o->max_seconds = atof(v);
     else if (ARG("--max-mem")) o->max_mem_mb = atof(v);
+    else if (ARG("--comm")) o->comm = v;
+    else if (ARG("--ring-tokens")) o->ring_tokens = atoll(v);
     else { fprintf(stderr, "unknown option '%s'\n", a); usage(stderr); return -1; }
 #undef ARG
   }
   if (o->reps < 1) { fprintf(stderr, "--reps must be at least 1\n"); return -1; }
+  if (o->comm && strcmp(o->comm, "nccl") && strcmp(o->comm, "mpi")) {
+    fprintf(stderr, "--comm must be nccl or mpi\n");
+    return -1;
+  }
+  if (o->ring_tokens < 0) { fprintf(stderr, "--ring-tokens must be positive\n"); return -1; }
   return 0;
 }
 
@@ -159,6 +176,10 @@ static int run_suite(const suite_def *s, bench_opts *o, pattn_context *ctx, cons
   if (so.max_mem_mb < 0) so.max_mem_mb = default_max_mem_mb(env.is_cpu);
   s->run(&env);
   ops_release_host();
+  if (o->no_output) {
+    free(env.rows);
+    return 0;
+  }
   switch (o->format) {
   case FMT_TABLE:
     s->print(stdout, &env, peers, npeers);
@@ -186,6 +207,7 @@ int main(int argc, char **argv) {
     }
   }
   int all = !strcmp(o.suite, "all"), found = all, rc = 0;
+  int ring = !strcmp(o.suite, suite_ring_scaling.name);
   for (int i = 0; i < NSUITES; i++) found |= !strcmp(o.suite, g_suites[i]->name);
   if (!found) {
     fprintf(stderr, "unknown suite '%s' (--list shows them)\n", o.suite);
@@ -193,18 +215,21 @@ int main(int argc, char **argv) {
     return 2;
   }
   pattn_context *ctx = NULL;
-  pattn_status st = bench_context(&o, -1, o.threads, &ctx);
+  pattn_status st = ring ? ring_scaling_init(&o, &ctx) : bench_context(&o, -1, o.threads, &ctx);
   if (st != PATTN_OK) {
-    fprintf(stderr, "pattn-bench: cannot create a context (backend %s): %s: %s\n",
-            o.backend ? o.backend : "default", pattn_status_string(st), pattn_last_error(NULL));
+    if (!ring) /* ring_scaling_init printed the failing rank's reason */
+      fprintf(stderr, "pattn-bench: cannot create a context (backend %s): %s: %s\n",
+              o.backend ? o.backend : "default", pattn_status_string(st), pattn_last_error(NULL));
+    if (ring) ring_scaling_finalize();
     free(peers);
     return 1;
   }
   for (int i = 0; i < NSUITES; i++) {
-    if (!all && strcmp(o.suite, g_suites[i]->name)) continue;
+    if (all ? g_suites[i] == &suite_ring_scaling : strcmp(o.suite, g_suites[i]->name)) continue;
     if (run_suite(g_suites[i], &o, ctx, peers, npeers)) rc = 1;
   }
   pattn_context_destroy(ctx);
+  if (ring) ring_scaling_finalize();
   free(peers);
   return rc;
 }
