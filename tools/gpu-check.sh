@@ -5,6 +5,8 @@
 # (the device tool returns at most 8 files), with the table in $OUT/summary.txt.
 #   usage: tools/gpu-check.sh [bench suites...]     (default: quick; "none" skips the bench)
 #   PATTN_GPU_BACKENDS: backends to check (default "cpu cuda opencl")
+#   PATTN_BENCH_ARGS, PATTN_PEERS_ARGS: extra options for pattn-bench and run_peers.py
+#   PATTN_SKIP_CONFORMANCE=1: only the bench (for a second call)
 # Expects a prefix with cmocka, CLBlast and OpenCL headers in .deps (see DEVELOPERS notes:
 # ../shared/tools/offline-prefix.sh .deps), carried with the working tree.
 set -uo pipefail
@@ -41,6 +43,7 @@ fi
 export PATTN_BACKEND_DIR=$build/backends/opencl:$build/backends/cuda
 backends=${PATTN_GPU_BACKENDS:-cpu cuda opencl}
 for be in $backends; do
+  [ "${PATTN_SKIP_CONFORMANCE:-0}" = 1 ] && break
   log=$out/conformance-$be.log
   PATTN_BACKEND=$be PATTN_REQUIRE_BACKENDS=$be timeout 900 "$build/tests/test-conformance" > "$log" 2>&1
   rc=$?
@@ -74,14 +77,14 @@ for s in "${suites[@]}"; do
   [ "$s" = none ] && break
   compare=()
   if python3 -c 'import torch' 2>/dev/null; then
-    PYTHONUNBUFFERED=1 timeout 900 python3 bench/peers/run_peers.py --suite "$s" --device cuda --max-seconds 20 \
+    PYTHONUNBUFFERED=1 timeout 900 python3 bench/peers/run_peers.py --suite "$s" --device cuda --max-seconds 20 ${PATTN_PEERS_ARGS:-} \
       --out "$out/peers-$s.json" > "$out/peers-$s.txt" 2>&1
     note "peers $s" "rc=$?"
     [ -s "$out/peers-$s.json" ] && compare=(--compare "$out/peers-$s.json")
   fi
   for be in $backends; do
     [ "$be" = cpu ] && continue
-    timeout 900 "$build/bench/pattn-bench" --suite "$s" --backend "$be" --max-seconds 20 "${compare[@]}" \
+    timeout 900 "$build/bench/pattn-bench" --suite "$s" --backend "$be" --max-seconds 20 ${PATTN_BENCH_ARGS:-} "${compare[@]}" \
       --out "$out/bench-$be" > "$out/bench-$s-$be.txt" 2>&1
     note "bench $s $be" "rc=$?"
   done

@@ -350,8 +350,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=30.0, help="time budget per row")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (default 2 for the quick suite on CPU, as pattn)")
-    ap.add_argument("--compile", action="store_true", default=None,
-                    help="add torch.compile rows (default on CUDA)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="add torch.compile rows (default on CUDA; --no-compile skips them)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     if args.compile is None:
