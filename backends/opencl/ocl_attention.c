@@ -165,54 +165,75 @@ static pattn_status naive(pattn_context *ctx, const pattn_attn_args *a) {
   if (sm->wg_max < wg)
     return ocl_core->error(ctx, PATTN_ERR_UNSUPPORTED, "opencl naive attention: work-group %zu too large", wg);
 
+  /* Scores are materialised for a block of kv heads x query rows at a time, at most 1 GiB
+   * (2^28 floats) and the device's largest allocation: one block for every head of a long
+   * sequence would overflow CLBlast's 32-bit offsets and the allocation limit (n=16384, h=12
+   * is 3.2e9 scores). */
+  size_t max_floats = (size_t)1 << 28;
+  if (st->max_alloc / sizeof(float) < max_floats) max_floats = (size_t)(st->max_alloc / sizeof(float));
+  /* test knob: a small block makes the conformance suite cover the blocked path */
+  const char *knob = getenv("PATTN_OPENCL_SCORE_BLOCK");
+  if (knob && strtoull(knob, NULL, 10) > 0 && strtoull(knob, NULL, 10) < max_floats) max_floats = strtoull(knob, NULL, 10);
+  const size_t per_head = group * nk; /* floats per query row for one kv head's group */
+  size_t hc = 1, qc = nq;
+  if (per_head * nq <= max_floats) hc = max_floats / (per_head * nq) < hkv ? max_floats / (per_head * nq) : hkv;
+  else qc = max_floats / per_head ? max_floats / per_head : 1;
+
   f32_slice sq = {0}, sk = {0}, sv = {0}, so = {0};
   cl_mem S = NULL;
-  size_t sbytes = hq * nq * nk * sizeof(float);
+  size_t sbytes = hc * per_head * qc * sizeof(float);
   s = ocl_scratch(ctx, sbytes, &S, "naive attention scores");
   if (s == PATTN_OK && out->dtype != PATTN_F32) {
     so.bytes = hq * nq * (size_t)out->d * sizeof(float);
     s = ocl_scratch(ctx, so.bytes, &so.scratch, "naive attention output");
   }
   static const pattn_view none = {0};
-  const pattn_view *mask = a->mask ? a->mask : &none, *lse = a->lse ? a->lse : &none;
   for (int64_t ib = 0; ib < q->nb && s == PATTN_OK; ib++)
     for (int64_t is = 0; is < q->ns && s == PATTN_OK; is++) {
       s = get_slice(ctx, q, ib, is, &sq);
       if (s == PATTN_OK) s = get_slice(ctx, k, ib, is, &sk);
       if (s == PATTN_OK) s = get_slice(ctx, v, ib, is, &sv);
-      for (size_t g = 0; g < group && s == PATTN_OK; g++) {
-        CLBlastStatusCode c = CLBlastSgemmStridedBatched(
-            CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, nq, nk, (size_t)q->d, 1.0f, sq.buf,
-            sq.base + g * sq.hs, sq.ld, group * sq.hs, sk.buf, sk.base, sk.ld, sk.hs, 0.0f, S, g * nq * nk, nk,
-            group * nq * nk, hkv, &st->queue, NULL);
-        s = ocl_clblast_check(ctx, c, "naive attention: scores SGEMM");
-      }
-      if (s != PATTN_OK) break;
-      cl_mem bm = mask->buf, bl = lse->buf;
-      cl_long8 vm = ocl_view_arg(mask), vl = ocl_view_arg(lse);
-      cl_long lib = ib, lis = is, coff = a->causal_offset;
-      cl_int inq = (cl_int)nq, ink = (cl_int)nk, causal = a->causal;
-      float scale = a->scale;
-      ocl_args ar = {sm->kern, 0, CL_SUCCESS};
-      OCL_ARG(ar, S); OCL_ARG(ar, bm); OCL_ARG(ar, vm); OCL_ARG(ar, bl); OCL_ARG(ar, vl); OCL_ARG(ar, lib);
-      OCL_ARG(ar, lis); OCL_ARG(ar, inq); OCL_ARG(ar, ink); OCL_ARG(ar, scale); OCL_ARG(ar, causal);
-      OCL_ARG(ar, coff);
-      s = ocl_check(ctx, ar.err, "softmax_rows: clSetKernelArg");
-      size_t gs[2] = {wg * nq, hq}, ls[2] = {wg, 1};
-      if (s == PATTN_OK) s = ocl_launch(ctx, sm->kern, 2, gs, ls, "softmax_rows");
-      /* O = out_scale * P V, into out directly when it is f32 */
       pattn_view oslice = slice_view(out, ib, is);
       cl_mem ob = out->dtype == PATTN_F32 ? (cl_mem)out->buf : so.scratch;
       size_t obase = out->dtype == PATTN_F32 ? (size_t)oslice.offset : 0;
       size_t old = out->dtype == PATTN_F32 ? (size_t)out->sn : (size_t)out->d;
       size_t ohs = out->dtype == PATTN_F32 ? (size_t)out->sh : nq * (size_t)out->d;
-      for (size_t g = 0; g < group && s == PATTN_OK; g++) {
-        CLBlastStatusCode c = CLBlastSgemmStridedBatched(
-            CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, nq, (size_t)v->d, nk, a->out_scale, S,
-            g * nq * nk, nk, group * nq * nk, sv.buf, sv.base, sv.ld, sv.hs, 0.0f, ob, obase + g * ohs, old,
-            group * ohs, hkv, &st->queue, NULL);
-        s = ocl_clblast_check(ctx, c, "naive attention: output SGEMM");
-      }
+      for (size_t k0 = 0; k0 < hkv && s == PATTN_OK; k0 += hc)
+        for (size_t i0 = 0; i0 < nq && s == PATTN_OK; i0 += qc) {
+          const size_t kc = hkv - k0 < hc ? hkv - k0 : hc, rows = nq - i0 < qc ? nq - i0 : qc, h0 = k0 * group;
+          for (size_t g = 0; g < group && s == PATTN_OK; g++) {
+            CLBlastStatusCode c = CLBlastSgemmStridedBatched(
+                CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, rows, nk, (size_t)q->d, 1.0f, sq.buf,
+                sq.base + (h0 + g) * sq.hs + i0 * sq.ld, sq.ld, group * sq.hs, sk.buf, sk.base + k0 * sk.hs, sk.ld, sk.hs,
+                0.0f, S, g * rows * nk, nk, group * rows * nk, kc, &st->queue, NULL);
+            s = ocl_clblast_check(ctx, c, "naive attention: scores SGEMM");
+          }
+          if (s != PATTN_OK) break;
+          /* the block's rows and heads: shift the mask and lse views to its first row and head */
+          pattn_view mv = a->mask ? *a->mask : none, lv = a->lse ? *a->lse : none;
+          if (a->mask) mv.offset += (int64_t)i0 * mv.sn + (int64_t)h0 * mv.sh;
+          if (a->lse) lv.offset += (int64_t)i0 * lv.sn + (int64_t)h0 * lv.sh;
+          cl_mem bm = mv.buf, bl = lv.buf;
+          cl_long8 vm = ocl_view_arg(&mv), vl = ocl_view_arg(&lv);
+          cl_long lib = ib, lis = is, coff = a->causal_offset + (cl_long)i0;
+          cl_int inq = (cl_int)rows, ink = (cl_int)nk, causal = a->causal;
+          float scale = a->scale;
+          ocl_args ar = {sm->kern, 0, CL_SUCCESS};
+          OCL_ARG(ar, S); OCL_ARG(ar, bm); OCL_ARG(ar, vm); OCL_ARG(ar, bl); OCL_ARG(ar, vl); OCL_ARG(ar, lib);
+          OCL_ARG(ar, lis); OCL_ARG(ar, inq); OCL_ARG(ar, ink); OCL_ARG(ar, scale); OCL_ARG(ar, causal);
+          OCL_ARG(ar, coff);
+          s = ocl_check(ctx, ar.err, "softmax_rows: clSetKernelArg");
+          size_t gs[2] = {wg * rows, kc * group}, ls[2] = {wg, 1};
+          if (s == PATTN_OK) s = ocl_launch(ctx, sm->kern, 2, gs, ls, "softmax_rows");
+          /* O = out_scale * P V, into out directly when it is f32 */
+          for (size_t g = 0; g < group && s == PATTN_OK; g++) {
+            CLBlastStatusCode c = CLBlastSgemmStridedBatched(
+                CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, rows, (size_t)v->d, nk, a->out_scale, S,
+                g * rows * nk, nk, group * rows * nk, sv.buf, sv.base + k0 * sv.hs, sv.ld, sv.hs, 0.0f, ob,
+                obase + (h0 + g) * ohs + i0 * old, old, group * ohs, kc, &st->queue, NULL);
+            s = ocl_clblast_check(ctx, c, "naive attention: output SGEMM");
+          }
+        }
       if (s == PATTN_OK && out->dtype != PATTN_F32) {
         pattn_view src = ocl_dense_view(so.scratch, PATTN_F32, 1, 1, out->nh, out->n, out->d);
         s = ocl_copy(ctx, &oslice, &src, 1.0f);
