@@ -7,6 +7,8 @@
 #   PATTN_GPU_BACKENDS: backends to check (default "cpu cuda opencl")
 #   PATTN_BENCH_ARGS, PATTN_PEERS_ARGS: extra options for pattn-bench and run_peers.py
 #   PATTN_SKIP_CONFORMANCE=1: only the bench (for a second call)
+#   PATTN_GPU_TAG: names the archive gpu-results-TAG.tgz (several runs in one call); an
+#   existing build is reused (ninja only) so a second run in the same call does not rebuild
 # Expects a prefix with cmocka, CLBlast and OpenCL headers in .deps (see DEVELOPERS notes:
 # ../shared/tools/offline-prefix.sh .deps), carried with the working tree.
 set -uo pipefail
@@ -32,8 +34,8 @@ summary=()
 note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nvcc --version | tail -1; } > "$out/device.txt" 2>&1
-if meson setup "$build" --wipe -Dbuildtype=release -Dcuda-archs="${PATTN_CUDA_ARCHS:-90}" > "$out/build.log" 2>&1 ||
-   meson setup "$build" -Dbuildtype=release -Dcuda-archs="${PATTN_CUDA_ARCHS:-90}" >> "$out/build.log" 2>&1; then
+if [ -f "$build/build.ninja" ] ||
+   meson setup "$build" -Dbuildtype=release -Dcuda-archs="${PATTN_CUDA_ARCHS:-90}" > "$out/build.log" 2>&1; then
   ninja -C "$build" >> "$out/build.log" 2>&1 && note build ok || note build "FAILED (build.log)"
 else
   note build "FAILED to configure (build.log)"
@@ -91,6 +93,7 @@ for s in "${suites[@]}"; do
 done
 
 { echo "== $(head -1 "$out/device.txt")"; printf '%s\n' "${summary[@]}"; } > "$out/summary.txt"
-tar czf "$final/gpu-results.tgz" -C "$out" .
-cp "$out/summary.txt" "$final/summary.txt"
+tag=${PATTN_GPU_TAG:+-$PATTN_GPU_TAG}
+tar czf "$final/gpu-results$tag.tgz" -C "$out" .
+cp "$out/summary.txt" "$final/summary$tag.txt"
 cat "$out/summary.txt"
