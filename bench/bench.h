@@ -39,6 +39,7 @@ typedef struct op_spec {
   int                 nseg;
   int64_t             seg[BENCH_MAX_LIST], rate[BENCH_MAX_LIST];
   pattn_dilated_merge merge;
+  int gather; /* dilated: the original gather/scatter method (pattn_dilated_desc.gather) */
   /* ring */
   int ring_size;
   /* block-sparse: local window (blocks) + dilated rates */

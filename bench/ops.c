@@ -137,6 +137,7 @@ static void fill_core_descs(const op_spec *s, op_state *o) {
     o->core.dil.segment_lengths = o->seg;
     o->core.dil.dilation_rates = o->rate;
     o->core.dil.merge = s->merge;
+    o->core.dil.gather = s->gather;
     break;
   case OP_BLOCK_SPARSE:
     o->core.bs.struct_size = sizeof(pattn_block_sparse_desc);

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "backend.h"
 
@@ -90,7 +91,14 @@ static inline float pattn__resolve_scale(float scale, int64_t dk) {
 /* Dilated attention on (b, h, n, d) views already validated (ops_dilated.c). */
 typedef struct pattn__dilated_params {
   float scale; int causal; int G; const int64_t *seg; const int64_t *rate; pattn_dilated_merge merge;
+  int gather; /* copy dilated positions to contiguous buffers around each attention */
 } pattn__dilated_params;
+/* The size a caller's pattn_dilated_desc must have (before the gather extension), and whether
+ * it asks for gather. */
+#define PATTN_DILATED_DESC_MIN_SIZE offsetof(pattn_dilated_desc, gather)
+static inline int pattn__dilated_gather(const pattn_dilated_desc *d) {
+  return d->struct_size >= offsetof(pattn_dilated_desc, gather) + sizeof(int) && d->gather;
+}
 pattn_status pattn__validate_dilated(pattn_context *ctx, const char *op, const pattn_dilated_desc *desc, int64_t n, int64_t h);
 pattn_status pattn__run_dilated(pattn_context *ctx, const pattn__dilated_params *p, const pattn_view *q,
                                 const pattn_view *k, const pattn_view *v, const pattn_view *out);

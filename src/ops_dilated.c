@@ -10,7 +10,8 @@
 #define OP "dilated_attention"
 
 pattn_status pattn__validate_dilated(pattn_context *ctx, const char *op, const pattn_dilated_desc *desc, int64_t n, int64_t h) {
-  pattn_status st = PATTN_CHECK_OP_DESC(ctx, op, desc);
+  pattn_status st = pattn__check_op_desc(ctx, op, desc, desc ? desc->struct_size : 0, PATTN_DILATED_DESC_MIN_SIZE,
+                                         desc ? desc->layout : 0, desc ? desc->scale : 0.0f);
   if (st != PATTN_OK) return st;
   if (desc->num_segments < 1)
     return pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT, "%s: num_segments=%d must be >= 1", op, desc->num_segments);
@@ -43,6 +44,36 @@ static pattn_view dilate(const pattn_view *base, int64_t h0, int64_t nh, int64_t
   return v;
 }
 
+/* One attention over strided views, either in place (fused) or the original way: copy the
+ * dilated positions into contiguous buffers, attend there, copy the result back. */
+static pattn_status attend(pattn_context *ctx, const pattn_attn_args *a, int gather) {
+  if (!gather) return ctx->be->attention(ctx, a);
+  const pattn_view *src[3] = {&a->q, &a->k, &a->v};
+  pattn_tensor *t[5] = {NULL};
+  pattn_view g[5];
+  pattn_status st = PATTN_OK;
+  for (int i = 0; i < 5 && st == PATTN_OK; i++) {
+    const pattn_view *like = i < 3 ? src[i] : i == 3 ? &a->out : a->lse;
+    if (!like) continue;
+    pattn_dtype dt = i == 3 ? PATTN_F32 : like->dtype;
+    int64_t shape[5] = {like->nb, like->ns, like->nh, like->n, like->d};
+    st = pattn__temp(ctx, dt, 5, shape, &t[i]);
+    if (st != PATTN_OK) break;
+    g[i] = (pattn_view){t[i]->buf, dt, 0, like->nb, like->ns, like->nh, like->n, like->d,
+                        like->ns * like->nh * like->n * like->d, like->nh * like->n * like->d, like->n * like->d, like->d};
+    if (i < 3) st = ctx->be->copy(ctx, &g[i], src[i], 1.0f); /* gather */
+  }
+  if (st == PATTN_OK) {
+    pattn_attn_args c = *a;
+    c.q = g[0], c.k = g[1], c.v = g[2], c.out = g[3], c.lse = a->lse ? &g[4] : NULL, c.out_scale = 1.0f;
+    st = ctx->be->attention(ctx, &c);
+  }
+  if (st == PATTN_OK) st = ctx->be->copy(ctx, &a->out, &g[3], a->out_scale); /* scatter */
+  if (st == PATTN_OK && a->lse) st = ctx->be->copy(ctx, a->lse, &g[4], 1.0f);
+  for (int i = 0; i < 5; i++) pattn_tensor_destroy(t[i]);
+  return st;
+}
+
 static pattn_status head_groups(pattn_context *ctx, const pattn__dilated_params *p, const pattn_view *q, const pattn_view *k,
                                 const pattn_view *v, const pattn_view *out) {
   pattn_status st = ctx->be->fill(ctx, out, 0.0f);
@@ -54,7 +85,7 @@ static pattn_status head_groups(pattn_context *ctx, const pattn__dilated_params 
                  ov = dilate(out, h0, hg, s, o, r);
       pattn_attn_args a = {qv, kv, vv, ov, NULL, NULL, p->scale, p->causal, 0, 1.0f / (float)G, PATTN_ALGO_AUTO,
                            PATTN_PRECISION_DEFAULT};
-      st = ctx->be->attention(ctx, &a);
+      st = attend(ctx, &a, p->gather);
     }
     h0 += hg;
   }
@@ -96,7 +127,7 @@ static pattn_status lse_merge(pattn_context *ctx, const pattn__dilated_params *p
       pattn_view qv = dilate(q, h0, nh, s, c, r), kv = dilate(k, h0, nh, s, c, r), vv = dilate(v, h0, nh, s, c, r),
                  ov = dilate(&pv, h0, nh, s, c, r), lv = dilate(&plv, h0, nh, s, c, r);
       pattn_attn_args a = {qv, kv, vv, ov, NULL, &lv, p->scale, p->causal, 0, 1.0f, PATTN_ALGO_AUTO, PATTN_PRECISION_DEFAULT};
-      st = ctx->be->attention(ctx, &a);
+      st = attend(ctx, &a, p->gather);
     }
     if (st == PATTN_OK) st = ctx->be->merge(ctx, &av, &alv, &pv, &plv);
   }
@@ -137,14 +168,16 @@ pattn_status pattn__check_self_attention(pattn_context *ctx, const char *op, pat
 pattn_status pattn_dilated_attention(pattn_context *ctx, const pattn_dilated_desc *desc, const pattn_tensor *q, const pattn_tensor *k,
                                      const pattn_tensor *v, pattn_tensor *out) {
   pattn_status st = pattn__check_ctx(ctx);
-  if (st == PATTN_OK) st = PATTN_CHECK_OP_DESC(ctx, OP, desc);
+  if (st == PATTN_OK)
+    st = pattn__check_op_desc(ctx, OP, desc, desc ? desc->struct_size : 0, PATTN_DILATED_DESC_MIN_SIZE, desc ? desc->layout : 0,
+                              desc ? desc->scale : 0.0f);
   if (st == PATTN_OK) st = pattn__check_self_attention(ctx, OP, desc->layout, q, k, v, out);
   if (st != PATTN_OK) return st;
   int64_t b, h, n, d;
   pattn__dims4(q, desc->layout, &b, &h, &n, &d);
   if ((st = pattn__validate_dilated(ctx, OP, desc, n, h))) return st;
   pattn__dilated_params p = {pattn__resolve_scale(desc->scale, d), desc->causal != 0, desc->num_segments, desc->segment_lengths,
-                             desc->dilation_rates, desc->merge};
+                             desc->dilation_rates, desc->merge, pattn__dilated_gather(desc)};
   pattn_view qv = pattn__view4(q, desc->layout), kv = pattn__view4(k, desc->layout), vv = pattn__view4(v, desc->layout),
              ov = pattn__view4(out, desc->layout);
   return pattn__run_dilated(ctx, &p, &qv, &kv, &vv, &ov);

@@ -44,7 +44,7 @@ static pattn_status check_core_desc(pattn_context *ctx, const pattn_mha_desc *d)
   size_t got = *(const size_t *)c, want;
   switch (d->core) {
   case PATTN_MHA_DENSE: return pattn__validate_attention_desc(ctx, OP, c);
-  case PATTN_MHA_DILATED: want = sizeof(pattn_dilated_desc); break;
+  case PATTN_MHA_DILATED: want = PATTN_DILATED_DESC_MIN_SIZE; break;
   case PATTN_MHA_RING: want = sizeof(pattn_ring_desc); break;
   case PATTN_MHA_BLOCK_SPARSE: want = sizeof(pattn_block_sparse_desc); break;
   default: return pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT, "%s: core=%d is not DENSE, DILATED, RING or BLOCK_SPARSE", OP, (int)d->core);
@@ -119,7 +119,8 @@ pattn_status pattn_mha_create(pattn_context *ctx, const pattn_mha_desc *desc, pa
   case PATTN_MHA_BLOCK_SPARSE: m->cd.sparse = *(const pattn_block_sparse_desc *)desc->core_desc; break;
   case PATTN_MHA_DILATED: {
     const pattn_dilated_desc *dd = desc->core_desc;
-    m->cd.dilated = *dd;
+    /* a caller built against an older header has a shorter struct: copy what it has */
+    memcpy(&m->cd.dilated, dd, dd->struct_size < sizeof *dd ? dd->struct_size : sizeof *dd);
     m->seg = malloc((size_t)dd->num_segments * sizeof *m->seg);
     m->rate = malloc((size_t)dd->num_segments * sizeof *m->rate);
     if (!m->seg || !m->rate) {
@@ -275,7 +276,7 @@ pattn_status pattn_mha_forward(pattn_mha *m, const pattn_tensor *x_q, const patt
   case PATTN_MHA_DILATED: {
     const pattn_dilated_desc *dd = &m->cd.dilated;
     pattn__dilated_params p = {pattn__resolve_scale(dd->scale, d), dd->causal != 0, dd->num_segments, dd->segment_lengths,
-                               dd->dilation_rates, dd->merge};
+                               dd->dilation_rates, dd->merge, pattn__dilated_gather(dd)};
     st = pattn__run_dilated(ctx, &p, &qv, &kv, &vv, &av);
     break;
   }

@@ -298,7 +298,7 @@ static void list_patterns(const pattn_dilated_desc *desc, int64_t h, pattern_lis
 static pattn_status dil_validate(pattn_context *ctx, const pattn_dilated_desc *desc, pattn_comm *comm, const pattn_tensor *q,
                                  const pattn_tensor *k, const pattn_tensor *v, pattn_tensor *out) {
   pattn_status st = pattn__check_ctx(ctx);
-  if (st == PATTN_OK) st = pattn__check_desc(ctx, OP_DIL, desc, desc ? desc->struct_size : 0, sizeof *desc);
+  if (st == PATTN_OK) st = pattn__check_desc(ctx, OP_DIL, desc, desc ? desc->struct_size : 0, PATTN_DILATED_DESC_MIN_SIZE);
   if (st == PATTN_OK) st = pattn__check_layout(ctx, OP_DIL, desc->layout);
   if (st == PATTN_OK) st = pattn__comm_check_ctx(ctx, OP_DIL, comm);
   if (st == PATTN_OK) st = pattn__check_self_attention(ctx, OP_DIL, desc->layout, q, k, v, out);

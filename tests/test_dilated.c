@@ -3,6 +3,7 @@
  * merged by head groups (/G) or by softmax over the branches' lse. Covers causal, h not
  * divisible by G, rates larger than segments, uncovered positions, BNHD/BHND, f16/bf16. */
 #include <math.h>
+#include <stddef.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ typedef struct dil_case {
   pattn_dtype dt;
   int causal;
   float scale;
+  int gather; /* 0 fused; 1 gather/scatter; 2 a caller's struct that ends before `gather` */
   uint64_t seed;
 } dil_case;
 
@@ -43,6 +45,10 @@ static float *run_lib(const dil_case *c, const float *q, const float *k, const f
   desc.segment_lengths = c->seg;
   desc.dilation_rates = c->rate;
   desc.merge = c->merge;
+  desc.gather = c->gather != 0;
+  /* an older caller's shorter struct: accepted, and the bytes past its end (gather = 1
+   * here) must not be read */
+  if (c->gather == 2) desc.struct_size = offsetof(pattn_dilated_desc, gather);
   pattn_status st = pattn_dilated_attention(g_ctx, &desc, tq, tk, tv, to);
   if (st != PATTN_OK)
     fail_msg("pattn_dilated_attention: %s: %s", pattn_status_string(st), pattn_last_error(g_ctx));
@@ -74,15 +80,18 @@ static void run_case(const dil_case *c) {
   free(o); free(q); free(k); free(v); free(ref);
 }
 
-/* Both layouts, non-causal and causal. */
+/* Both layouts, non-causal and causal, fused and gather/scatter (same function), and a
+ * descriptor from a caller that predates the gather field. */
 static void run_variants(dil_case c) {
   for (int lay = 0; lay < 2; lay++)
-    for (int causal = 0; causal < 2; causal++) {
-      c.layout = lay ? PATTN_LAYOUT_BNHD : PATTN_LAYOUT_BHND;
-      c.causal = causal;
-      run_case(&c);
-      c.seed += 10;
-    }
+    for (int causal = 0; causal < 2; causal++)
+      for (int gather = 0; gather < 3; gather++) {
+        c.layout = lay ? PATTN_LAYOUT_BNHD : PATTN_LAYOUT_BHND;
+        c.causal = causal;
+        c.gather = gather;
+        run_case(&c);
+        c.seed += 10;
+      }
 }
 
 static void test_head_groups(void **state) {

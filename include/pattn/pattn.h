@@ -115,6 +115,10 @@ typedef struct pattn_dilated_desc {
   size_t struct_size; pattn_layout layout; float scale; int causal;
   int num_segments; const int64_t *segment_lengths; const int64_t *dilation_rates;
   pattn_dilated_merge merge;
+  /* pattn extension (read only when struct_size covers it): 1 copies each group's dilated
+   * positions into contiguous buffers, attends there and copies back, as the original
+   * DilatedAttention does; same result, kept to measure what the fused default saves. */
+  int gather;
 } pattn_dilated_desc;
 PATTN_API pattn_status pattn_dilated_attention(pattn_context *ctx, const pattn_dilated_desc *desc,
     const pattn_tensor *q, const pattn_tensor *k, const pattn_tensor *v, pattn_tensor *out);
