@@ -70,6 +70,7 @@ typedef struct bench_row {
   int     runs;
   /* memory, MB: peak over base (inputs included) and peak over inputs (workspace) */
   double  memory_mb, workspace_mb, inputs_mb;
+  double  device_inputs_mb; /* the device's own count of what setup took (cudaMemGetInfo); -1: unknown */
   double  flops, bytes; /* per run; 0 where they do not apply */
   double  theory_mb;    /* suite-defined: memory the algorithm needs (seed004) */
   row_status status;
@@ -182,6 +183,7 @@ const char *flops_unit(const bench_env *env); /* GFLOP/s on CPU, TFLOP/s elsewhe
 void        fmt_rate(char *buf, size_t n, const bench_env *env, const bench_row *r);
 void        fmt_gbs(char *buf, size_t n, const bench_row *r);
 void        print_failures(FILE *f, const bench_env *env); /* footnotes for ✗ rows */
+void        print_memory_check(FILE *f, const bench_env *env); /* pattn vs driver memory counts (CUDA) */
 
 /* suites */
 typedef struct suite_def {

@@ -130,10 +130,13 @@ void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_r
     return;
   }
 
-  size_t base = 0, after_setup = 0, peak = 0, in_use = 0;
+  size_t base = 0, after_setup = 0, peak = 0, in_use = 0, dev_free0 = 0, dev_free1 = 0, dev_total = 0;
   void *state = NULL;
   pattn_status st = pattn_memory_stats(ctx, &base, &peak);
   if (st != PATTN_OK) base = 0;
+  /* the driver's view, where the backend has one: cross-checks pattn's own accounting */
+  int dev_known = pattn_device_memory(ctx, &dev_free0, &dev_total) == PATTN_OK;
+  row->device_inputs_mb = -1;
   st = op_setup(ctx, s, &state);
   if (st != PATTN_OK) {
     fail_status(row, ctx, st, "setup");
@@ -141,6 +144,8 @@ void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_r
     return;
   }
   if (pattn_memory_stats(ctx, &after_setup, &peak) != PATTN_OK) after_setup = base;
+  if (dev_known && pattn_device_memory(ctx, &dev_free1, &dev_total) == PATTN_OK)
+    row->device_inputs_mb = ((double)dev_free0 - (double)dev_free1) / MB;
   pattn_memory_reset_peak(ctx);
 
   double t_first = run_once(ctx, s, state, row);

@@ -22,6 +22,7 @@ bench_row *row_new(bench_env *env, const char *suite, const char *op, const char
   snprintf(r->impl, sizeof(r->impl), "%s", impl);
   snprintf(r->dtype, sizeof(r->dtype), "%s", dtype_name(dt));
   r->status = ROW_OK;
+  r->device_inputs_mb = -1;
   return r;
 }
 
@@ -138,9 +139,10 @@ void report_json(FILE *f, const bench_env *env) {
     json_str(f, r->key);
     fprintf(f, ",\n   \"time_ms\": {\"median\": %.6g, \"mean\": %.6g, \"std\": %.6g, \"min\": %.6g}, "
                "\"runs\": %d, \"memory_mb\": %.6g, \"workspace_mb\": %.6g, \"theory_mb\": %.6g, "
+               "\"inputs_mb\": %.6g, \"device_inputs_mb\": %.6g, "
                "\"flops\": %.6g, \"bytes\": %.6g, \"status\": \"%s\", \"reason\": ",
             r->median, r->mean, r->std, r->min, r->runs, r->memory_mb, r->workspace_mb,
-            r->theory_mb, r->flops, r->bytes, status_word(r));
+            r->theory_mb, r->inputs_mb, r->device_inputs_mb, r->flops, r->bytes, status_word(r));
     json_str(f, r->reason);
     fprintf(f, ", \"note\": ");
     json_str(f, r->note);

@@ -129,4 +129,25 @@ void print_failures(FILE *f, const bench_env *env) {
     notes = 1;
     fprintf(f, "  %s [%s %s]: %s\n", r->impl, r->key, r->dtype, r->note);
   }
+  print_memory_check(f, env);
+}
+
+/* pattn_memory_stats against the driver's own count (cudaMemGetInfo), for the memory each
+ * row's inputs took: the driver allocates in pages, so it may exceed pattn's count by its
+ * granularity, but it must never be far below (memory pattn allocated but did not count
+ * shows up as the driver exceeding pattn by more than the granularity). */
+void print_memory_check(FILE *f, const bench_env *env) {
+  int n = 0;
+  double lo = 0, hi = 0;
+  for (int i = 0; i < env->nrows; i++) {
+    const bench_row *r = &env->rows[i];
+    if (r->status != ROW_OK || r->device_inputs_mb < 0) continue;
+    double diff = r->device_inputs_mb - r->inputs_mb;
+    if (!n || diff < lo) lo = diff;
+    if (!n || diff > hi) hi = diff;
+    n++;
+  }
+  if (n)
+    fprintf(f, "\nMemory cross-check (cudaMemGetInfo): over %d rows, the device's count of the inputs minus pattn's is "
+               "%+.1f to %+.1f MB\n", n, lo, hi);
 }

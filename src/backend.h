@@ -20,7 +20,7 @@
 
 #include "pattn/pattn.h"
 
-#define PATTN_BACKEND_ABI 2u
+#define PATTN_BACKEND_ABI 3u
 
 /* A strided view of a (batch, segment, head, row, column) region inside one backend buffer.
  * Element (ib, is, ih, i, j) lives at buf[offset + ib*sb + is*ss + ih*sh + i*sn + j]
@@ -178,6 +178,10 @@ typedef struct pattn_backend {
    * for cuda), made from the caller's handle (an ncclComm_t): what pattn_comm_create_nccl
    * forwards to, so libpattn itself links no GPU library. See src/comm.h. */
   pattn_status (*comm_create_native)(pattn_context *ctx, void *native_comm, pattn_comm **out);
+
+  /* Optional (NULL: not offered). The device's own count of its memory (cudaMemGetInfo), so
+   * the bench can cross-check pattn's accounting against the driver's. */
+  pattn_status (*device_memory)(pattn_context *ctx, size_t *free_bytes, size_t *total_bytes);
 } pattn_backend;
 
 typedef const pattn_backend *(*pattn_backend_entry_fn)(const pattn_core_api *core);

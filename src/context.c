@@ -133,6 +133,17 @@ pattn_status pattn_memory_stats(const pattn_context *ctx, size_t *in_use, size_t
   return PATTN_OK;
 }
 
+pattn_status pattn_device_memory(pattn_context *ctx, size_t *free_bytes, size_t *total_bytes) {
+  pattn_status st = pattn__check_ctx(ctx);
+  if (st != PATTN_OK) return st;
+  if (!free_bytes || !total_bytes)
+    return pattn__error(ctx, PATTN_ERR_INVALID_ARGUMENT, "device_memory: %s is NULL", !free_bytes ? "free_bytes" : "total_bytes");
+  if (!ctx->be->device_memory)
+    return pattn__error(ctx, PATTN_ERR_UNSUPPORTED, "device_memory: the %s backend cannot report its device's memory",
+                        ctx->backend_name);
+  return ctx->be->device_memory(ctx, free_bytes, total_bytes);
+}
+
 void pattn_memory_reset_peak(pattn_context *ctx) {
   if (ctx) ctx->mem_peak = ctx->mem_in_use;
 }

@@ -329,6 +329,20 @@ static void test_conversions(void **state) {
   pattn_tensor_destroy(tb); pattn_tensor_destroy(tb1); pattn_tensor_destroy(tb2);
 }
 
+/* The driver's own memory count: the CPU backend has none to give (UNSUPPORTED, with a
+ * message), and a NULL output is refused before any backend is asked. */
+static void test_device_memory(void **state) {
+  (void)state;
+  size_t free_b = 7, total_b = 7;
+  assert_int_equal(pattn_device_memory(g_ctx, NULL, &total_b), PATTN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(pattn_last_error(g_ctx), "free_bytes"));
+  assert_int_equal(pattn_device_memory(NULL, &free_b, &total_b), PATTN_ERR_INVALID_ARGUMENT);
+  assert_int_equal(pattn_device_memory(g_ctx, &free_b, &total_b), PATTN_ERR_UNSUPPORTED);
+  assert_non_null(strstr(pattn_last_error(g_ctx), "cpu"));
+  assert_int_equal(free_b, 7); /* outputs untouched */
+  assert_int_equal(total_b, 7);
+}
+
 static void test_memory_stats(void **state) {
   (void)state;
   size_t in0 = 0, peak0 = 0, in1 = 0, peak1 = 0, in2 = 0, peak2 = 0;
@@ -534,6 +548,7 @@ int main(void) {
   const struct CMUnitTest per_mode[] = {
       cmocka_unit_test(test_tensor_metadata), cmocka_unit_test(test_tensor_roundtrip),
       cmocka_unit_test(test_conversions),     cmocka_unit_test(test_memory_stats),
+      cmocka_unit_test(test_device_memory),
   };
   int fails = cmocka_run_group_tests_name("api", once, NULL, NULL);
   fails += REF_RUN_BOTH_MODES("tensors", per_mode);

@@ -204,6 +204,15 @@ static pattn_status cuda_synchronize(pattn_context *ctx) {
   return PATTN_OK;
 }
 
+static pattn_status cuda_device_memory(pattn_context *ctx, size_t *free_bytes, size_t *total_bytes) {
+  cuda_state *st = NULL;
+  pattn_status s = cuda_enter(ctx, &st);
+  if (s != PATTN_OK) return s;
+  CU_TRY(ctx, cudaStreamSynchronize(st->stream), "synchronize");
+  CU_TRY(ctx, cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo");
+  return PATTN_OK;
+}
+
 #ifdef PATTN_CUDA_NCCL
 pattn_status cuda_comm_create_native(pattn_context *ctx, void *native_comm, pattn_comm **out); /* cuda_nccl.c */
 #endif
@@ -232,6 +241,7 @@ static const pattn_backend cuda_backend = {
 #ifdef PATTN_CUDA_NCCL
   .comm_create_native = cuda_comm_create_native,
 #endif
+  .device_memory = cuda_device_memory,
 };
 
 __attribute__((visibility("default"))) const pattn_backend *pattn_backend_entry(const pattn_core_api *core);

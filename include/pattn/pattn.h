@@ -65,6 +65,9 @@ PATTN_API const char  *pattn_last_error(const pattn_context *ctx);
 PATTN_API pattn_status pattn_synchronize(pattn_context *ctx);
 PATTN_API pattn_status pattn_memory_stats(const pattn_context *ctx, size_t *in_use, size_t *peak);
 PATTN_API void         pattn_memory_reset_peak(pattn_context *ctx);
+/* pattn extension: the device's own free and total memory (cudaMemGetInfo on CUDA), to
+ * cross-check pattn_memory_stats; PATTN_ERR_UNSUPPORTED where the backend cannot tell. */
+PATTN_API pattn_status pattn_device_memory(pattn_context *ctx, size_t *free_bytes, size_t *total_bytes);
 
 /* backends that can run here: fills names[0..*count). On entry *count is the capacity of
  * names (pattn extension: a capacity below the number found is INVALID_ARGUMENT, with the
