@@ -182,6 +182,7 @@ bench_row  *bench_unavailable(bench_env *env, const char *suite, const char *op,
 const char *flops_unit(const bench_env *env); /* GFLOP/s on CPU, TFLOP/s elsewhere */
 void        fmt_rate(char *buf, size_t n, const bench_env *env, const bench_row *r);
 void        fmt_gbs(char *buf, size_t n, const bench_row *r);
+void        row_times(bench_row *row, const double *t, int runs); /* stats of run times (s) into ms */
 void        print_failures(FILE *f, const bench_env *env); /* footnotes for ✗ rows */
 void        print_memory_check(FILE *f, const bench_env *env); /* pattn vs driver memory counts (CUDA) */
 

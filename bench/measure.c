@@ -56,6 +56,17 @@ typedef struct est_entry {
 static est_entry g_est[256];
 static int g_nest;
 
+/* A row's statistics from its runs' times in seconds: median, mean, std and min in ms. */
+void row_times(bench_row *row, const double *t, int runs) {
+  bench_stats(t, runs, &row->median, &row->mean, &row->std, &row->min);
+  row->median *= 1e3;
+  row->mean *= 1e3;
+  row->std *= 1e3;
+  row->min *= 1e3;
+  row->runs = runs;
+  row->status = ROW_OK;
+}
+
 static void est_label(const bench_row *r, char *buf, size_t n) {
   snprintf(buf, n, "%s|%s|%s|%s", r->suite, r->op, r->impl, r->dtype);
 }
@@ -199,13 +210,7 @@ void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_r
     row_fail(row, ROW_FAIL, "host out of memory");
     return;
   }
-  bench_stats(t, runs, &row->median, &row->mean, &row->std, &row->min);
+  row_times(row, t, runs);
   free(t);
-  row->median *= 1e3;
-  row->mean *= 1e3;
-  row->std *= 1e3;
-  row->min *= 1e3;
-  row->runs = runs;
-  row->status = ROW_OK;
   est_store(row, cost, row->median / 1e3);
 }

@@ -460,13 +460,7 @@ static void ring_measure(bench_env *env, ring *r, const op_spec *s, int zigzag, 
   if (runs < o->reps)
     snprintf(row->note, sizeof(row->note), "%d run%s (%s)", runs, runs == 1 ? "" : "s",
              t_warm > 2.0 ? "over 2 s per run" : "--max-seconds");
-  bench_stats(times, runs, &row->median, &row->mean, &row->std, &row->min);
-  row->median *= 1e3;
-  row->mean *= 1e3;
-  row->std *= 1e3;
-  row->min *= 1e3;
-  row->runs = runs;
-  row->status = ROW_OK;
+  row_times(row, times, runs);
   goto done;
 fail:
   row_fail(row, ROW_FAIL, "%s", why);
