@@ -42,17 +42,38 @@ typedef struct flash_call {
   cl_mem rowptr, cols;
 } flash_call;
 
-/* Try the candidate tiles in order of preference; 1 and the kernel when one fits. */
+/* $PATTN_OPENCL_FLASH_TILE="bm,bn,tc" or "bm,bn,tc,dlo,dhi" (query rows, keys per tile,
+ * work-items per row; bm a multiple of 4, bn of tc; optionally only for head dims
+ * dlo <= d <= dhi) is tried before the built-in list, for tuning sweeps on a GPU, e.g.
+ * "32,32,16,65,128" is the previous d = 128 tile. Like every candidate it is used only where
+ * it fits the device's local memory and work-group limits. 1 and the tile when it applies. */
+static int flash_env_tile(int64_t dmax, int t[3]) {
+  const char *env = getenv("PATTN_OPENCL_FLASH_TILE");
+  int lo = 0, hi = 1 << 30;
+  if (!env) return 0;
+  int got = sscanf(env, "%d,%d,%d,%d,%d", &t[0], &t[1], &t[2], &lo, &hi);
+  if (got != 3 && got != 5) return 0;
+  if (dmax < lo || dmax > hi) return 0;
+  return t[0] >= 4 && t[0] % 4 == 0 && t[1] >= 1 && t[2] >= 1 && t[0] <= 256 && t[1] <= 256 && t[2] <= 64;
+}
+
+/* Try the candidate tiles in order of preference; 1 and the kernel when one fits.
+ * d <= 128 prefers 64 query rows x 16 keys with 8 work-items per row: twice the K/V reuse
+ * of 32 x 32 and 4 x 16 outputs per work-item in P V (5 local float4 loads per 64 FMAs, not 3
+ * per 32); its local memory (47.5 KiB at d = 128) fits a 48 KiB device, else the next fits. */
 static pattn_status flash_kernel(pattn_context *ctx, ocl_state *st, const flash_call *fc, flash_cfg *cfg,
                                  ocl_kernel **kern, int *found) {
-  static const int cand_small[][3] = {{64, 32, 4}, {32, 32, 4}, {16, 16, 4}};
-  static const int cand_64[][3] = {{64, 32, 8}, {32, 32, 8}, {16, 16, 4}};
-  static const int cand_128[][3] = {{32, 32, 16}, {16, 16, 8}, {8, 8, 4}};
-  static const int cand_big[][3] = {{16, 16, 16}, {8, 8, 8}, {4, 4, 4}};
+  static const int cand_small[][3] = {{64, 32, 4}, {32, 32, 4}, {16, 16, 4}, {8, 8, 4}};
+  static const int cand_64[][3] = {{64, 32, 8}, {32, 32, 8}, {16, 16, 4}, {8, 8, 4}};
+  static const int cand_128[][3] = {{64, 16, 8}, {32, 32, 16}, {16, 16, 8}, {8, 8, 4}};
+  static const int cand_big[][3] = {{16, 16, 16}, {8, 8, 8}, {4, 4, 4}, {4, 4, 4}};
   const int64_t dk = fc->q->d, dv = fc->v->d, dmax = dk > dv ? dk : dv;
-  const int(*cand)[3] = dmax <= 16 ? cand_small : dmax <= 64 ? cand_64 : dmax <= 128 ? cand_128 : cand_big;
+  const int(*list)[3] = dmax <= 16 ? cand_small : dmax <= 64 ? cand_64 : dmax <= 128 ? cand_128 : cand_big;
+  int cand[5][3], ncand = 0;
+  if (flash_env_tile(dmax, cand[0])) ncand = 1;
+  for (int c = 0; c < 4; c++, ncand++) memcpy(cand[ncand], list[c], sizeof cand[0]);
   *found = 0;
-  for (int c = 0; c < 3; c++) {
+  for (int c = 0; c < ncand; c++) {
     flash_cfg f = {cand[c][0], cand[c][1], cand[c][2], 0};
     f.dp = (int)ocl_round_up((size_t)dmax, 4u * (size_t)f.tc);
     size_t nt = (size_t)(f.bm / 4) * (size_t)f.tc;

@@ -1,6 +1,8 @@
 /* fill, copy, merge, layernorm and md-LRPE launches (kernels_cl/elementwise.cl, layernorm.cl,
  * lrpe.cl). */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ocl.h"
@@ -90,30 +92,76 @@ pattn_status ocl_layernorm(pattn_context *ctx, int64_t rows, int64_t cols, float
   return ocl_launch(ctx, k->kern, 1, g, l, "layernorm");
 }
 
+/* Widest of 8, 4, 2, 1 columns that every view offset, d and e are multiples of: the kernel's
+ * vector loads then stay aligned (buffer bases are at least CL_DEVICE_MEM_BASE_ADDR_ALIGN). */
+static int lrpe_vec(const ocl_state *st, const pattn_lrpe_args *p) {
+  for (int v = 8; v > 1; v /= 2) {
+    if (st->mem_align < (cl_uint)v * 32u) continue; /* bits: v floats (the f32 cache) */
+    if (p->d % v || p->e % v || p->in.offset % v || p->out.offset % v) continue;
+    if (p->cache.buf && p->cache.offset % v) continue;
+    return v;
+  }
+  return 1;
+}
+
+/* Batch rows per work-item. Each work-item computes its sin/cos once for all the rows it
+ * handles, so as many as possible; but at least about max_compute_units * max_wg work-items
+ * (a full device with several loads in flight each), else small grids leave most of the
+ * device idle. $PATTN_OPENCL_LRPE_BPC=k forces k rows (for tuning sweeps). */
+static cl_uint lrpe_bpc(const ocl_state *st, int64_t items, int64_t nb) {
+  const char *env = getenv("PATTN_OPENCL_LRPE_BPC");
+  if (env && atoi(env) > 0) return (cl_uint)(atoi(env) < nb ? atoi(env) : nb);
+  cl_uint cu = 1;
+  if (clGetDeviceInfo(st->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL) != CL_SUCCESS || cu == 0)
+    cu = 1;
+  int64_t target = (int64_t)cu * (int64_t)st->max_wg;
+  int64_t chunks = items >= target ? 1 : (target + items - 1) / items;
+  if (chunks > nb) chunks = nb;
+  return (cl_uint)((nb + chunks - 1) / chunks);
+}
+
 static pattn_status lrpe(pattn_context *ctx, const pattn_lrpe_args *p, int forward) {
   ocl_state *st = ocl_state_of(ctx);
-  char opts[256];
-  snprintf(opts, sizeof opts, STD " -DDT_IN=%s -DDT_TH=%s -DDT_OUT=%s -DHAS_CACHE=%d", ocl_dtype_define(p->in.dtype),
-           ocl_dtype_define(p->theta.dtype), ocl_dtype_define(p->out.dtype), p->cache.buf != NULL);
+  if (p->b <= 0 || p->h <= 0 || p->n <= 0 || p->d <= 0) return PATTN_OK;
+  /* the kernel's index math is 32-bit: every count below 2^31 */
+  if (p->b > INT32_MAX || p->h > INT32_MAX || p->n > INT32_MAX || 2 * p->d > INT32_MAX || p->e > INT32_MAX ||
+      p->h * p->b > INT32_MAX)
+    return ocl_core->error(ctx, PATTN_ERR_UNSUPPORTED, "opencl lrpe: sizes beyond 2^31");
   if (p->cache.buf && p->cache.dtype != PATTN_F32)
     return ocl_core->error(ctx, PATTN_ERR_UNSUPPORTED, "opencl lrpe: the angle cache must be f32");
+  const int vec = lrpe_vec(st, p);
+  char opts[256];
+  snprintf(opts, sizeof opts, STD " -DDT_IN=%s -DDT_TH=%s -DDT_OUT=%s -DHAS_CACHE=%d -DVEC=%d",
+           ocl_dtype_define(p->in.dtype), ocl_dtype_define(p->theta.dtype), ocl_dtype_define(p->out.dtype),
+           p->cache.buf != NULL, vec);
   ocl_kernel *k;
   const char *name = forward ? "lrpe_forward" : "lrpe_backward";
   pattn_status s = ocl_get_kernel(ctx, st, "lrpe", opts, name, &k);
   if (s != PATTN_OK) return s;
   cl_mem bi = p->in.buf, bt = p->theta.buf, bo = p->out.buf, bc = p->cache.buf;
   cl_long io = p->in.offset, to = p->theta.offset, oo = p->out.offset, co = p->cache.offset;
-  cl_long nb = p->b, nh = p->h, n = p->n, d = p->d, e = p->e, extra = p->extra_tokens;
-  cl_int ndims = p->ndims;
-  cl_long8 shape;
-  for (int i = 0; i < 8; i++) shape.s[i] = i < p->ndims ? p->shape[i] : 1;
+  const size_t nkc = (size_t)(p->d / vec);
+  cl_uint bpc = lrpe_bpc(st, (int64_t)nkc * p->n * p->h, p->b);
+  cl_uint nb = (cl_uint)p->b, nh = (cl_uint)p->h, n = (cl_uint)p->n, d = (cl_uint)p->d, e = (cl_uint)p->e,
+          extra = (cl_uint)p->extra_tokens;
+  cl_uint8 shape, stride;
+  cl_ulong str = 1;
+  for (int i = 7; i >= 0; i--) {
+    shape.s[i] = i < p->ndims ? (cl_uint)p->shape[i] : 1;
+    stride.s[i] = (cl_uint)str;
+    str *= shape.s[i];
+  }
   ocl_args a = {k->kern, 0, CL_SUCCESS};
   OCL_ARG(a, bi); OCL_ARG(a, io); OCL_ARG(a, bt); OCL_ARG(a, to); OCL_ARG(a, bo); OCL_ARG(a, oo);
-  OCL_ARG(a, bc); OCL_ARG(a, co); OCL_ARG(a, nb); OCL_ARG(a, nh); OCL_ARG(a, n); OCL_ARG(a, d); OCL_ARG(a, e);
-  cl_long total = p->h * p->n * p->d;
-  OCL_ARG(a, ndims); OCL_ARG(a, shape); OCL_ARG(a, extra); OCL_ARG(a, total);
+  OCL_ARG(a, bc); OCL_ARG(a, co); OCL_ARG(a, nb); OCL_ARG(a, bpc); OCL_ARG(a, nh); OCL_ARG(a, n); OCL_ARG(a, d);
+  OCL_ARG(a, e); OCL_ARG(a, shape); OCL_ARG(a, stride); OCL_ARG(a, extra);
   if (a.err != CL_SUCCESS) return ocl_check(ctx, a.err, "lrpe: clSetKernelArg");
-  return ocl_launch_1d(ctx, k, (size_t)total, name);
+  /* about 128 work-items per group: the columns of a row, then rows */
+  size_t wg = k->wg_max < 128 ? k->wg_max : 128;
+  size_t l0 = nkc < wg ? nkc : wg, l1 = wg / l0;
+  size_t l[3] = {l0, l1, 1};
+  size_t g[3] = {ocl_round_up(nkc, l0), ocl_round_up((size_t)p->n, l1), (size_t)p->h * ((p->b + bpc - 1) / bpc)};
+  return ocl_launch(ctx, k->kern, 3, g, l, name);
 }
 
 pattn_status ocl_lrpe_forward(pattn_context *ctx, const pattn_lrpe_args *a) { return lrpe(ctx, a, 1); }
