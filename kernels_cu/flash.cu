@@ -8,8 +8,9 @@
  * Thread (ty, tx) = (tid / 8, tid % 8) owns rows ty*RM .. ty*RM+RM-1 of the tile, score
  * columns (c/4)*32 + tx*4 + c%4 and output columns likewise; the 8 threads of a row group
  * are adjacent lanes, so row max and sum are 3 shuffles. Q and K are kept transposed in
- * shared memory so both operands of the score product are vector loads.
- * Parallel to kernels_cl/flash.cl. */
+ * shared memory so both operands of the score product are vector loads. k_flash2 below is
+ * the pipelined form used wherever its shared memory fits; k_flash remains for the others.
+ * Parallel to kernels_cl/attention_flash.cl. */
 #include "common.cuh"
 
 #define FLASH_THREADS 128
@@ -219,6 +220,263 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64
   }
 }
 
+/* ---- Pipelined variant (k_flash2): K kept row-major so tiles copy straight into shared
+ * memory (cp.async on sm_80+ for aligned f32 views, plain loads elsewhere), the next K tile
+ * loading during the softmax and P V, the next V tile during the next Q K^T. Thread (ty, tx)
+ * owns score columns tx + 8*c (K rows 8 apart: with pitch D+4 the 8 lanes of a row group
+ * read distinct banks) and the same output columns as k_flash. Q is stored transposed with
+ * a mapping that keeps the stores nearly conflict-free. One K and one V buffer only, so
+ * more blocks fit per multiprocessor. */
+
+template <int D, int RM, int BN> struct Flash2Cfg {
+  static constexpr int BM = 16 * RM;
+  static constexpr int QP = BM;      /* transposed Q: stores 2-way conflicted once per block */
+  static constexpr int KP = D + 4;   /* row-major K: +4 spreads the 8 rows a row group reads */
+  static constexpr int PP = BM + 4;
+  static constexpr int CN = BN / 8;
+  static constexpr int ON = D / 8;
+  static constexpr int Q_FL = D * QP;
+  static constexpr int K_FL = BN * KP;
+  static constexpr int V_FL = BN * D;
+  static constexpr int P_FL = BN * PP;
+  static constexpr size_t SMEM = (size_t)(Q_FL + K_FL + V_FL + P_FL) * sizeof(float);
+};
+
+/* 16 bytes global -> shared, the first `bytes` of them read and the rest zero-filled (bytes
+ * 0: zeros, src not read). Only called where __CUDA_ARCH__ >= 800. */
+__device__ __forceinline__ void cp_async16(float *dst, const float *src, int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes) : "memory");
+#else
+  (void)dst; (void)src; (void)bytes;
+#endif
+}
+__device__ __forceinline__ void cp_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+/* Wait until at most one committed group is still in flight. */
+__device__ __forceinline__ void cp_wait1() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+#endif
+}
+
+/* Rows [0, rows) of a [rows][D] tile, row r at dst[r*pitch], cols < dcols and rows < nrows
+ * valid, zeros elsewhere (V rows beyond the keys must be 0: P is 0 there, and 0*garbage
+ * could be NaN). async: cp.async (f32, 16-byte aligned rows). */
+template <int D>
+__device__ __forceinline__ void load_rows(float *dst, int pitch, int rows, const pcu_view &v, int64_t base, int64_t nrows,
+                                          int64_t dcols, bool vec, bool async) {
+  constexpr int TPR = D / 4;
+  constexpr int RPP = FLASH_THREADS / TPR;
+  const int c = (threadIdx.x % TPR) * 4;
+  const int nc = (int)min((int64_t)4, max((int64_t)0, dcols - c));
+  for (int r = threadIdx.x / TPR; r < rows; r += RPP) {
+    const int n = r < nrows ? nc : 0;
+    float *d = dst + r * pitch + c;
+    if (async) {
+      const float *src = (const float *)v.buf + (n > 0 ? base + (int64_t)r * v.sn + c : 0);
+      cp_async16(d, src, n * 4);
+    } else {
+      float x[4];
+      load4(v.buf, v.dtype, base + (int64_t)r * v.sn + c, n, vec, x);
+      *(float4 *)d = make_float4(x[0], x[1], x[2], x[3]);
+    }
+  }
+}
+
+/* Q tile [BM][D] transposed into dst[c*BM + r], times mul. Lanes of a warp take 16
+ * consecutive rows at two column groups: the global reads are full 32-byte sectors and the
+ * shared stores hit (nearly) distinct banks. */
+template <int D, int BM>
+__device__ __forceinline__ void load_q_t(float *dst, const pcu_view &v, int64_t base, int64_t nrows, int64_t dcols,
+                                         float mul, bool vec) {
+  constexpr int RG = BM / 16;
+  for (int x = threadIdx.x; x < BM * (D / 4); x += FLASH_THREADS) {
+    const int lo = x & 31, hi = x >> 5;
+    const int r = (lo & 15) + 16 * (hi % RG);
+    const int c = 4 * ((lo >> 4) + 2 * (hi / RG));
+    const int n = r < nrows ? (int)min((int64_t)4, max((int64_t)0, dcols - c)) : 0;
+    float q[4];
+    load4(v.buf, v.dtype, base + (int64_t)r * v.sn + c, n, vec, q);
+#pragma unroll
+    for (int e = 0; e < 4; e++) dst[(c + e) * BM + r] = q[e] * mul;
+  }
+}
+
+__device__ __forceinline__ float f4at(const float4 &v, int e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
+
+template <int D, int RM, int BN>
+__global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int64_t nqt, int vecq, int veck, int vecv) {
+  typedef Flash2Cfg<D, RM, BN> C;
+  constexpr int BM = C::BM, CN = C::CN, ON = C::ON;
+  extern __shared__ float4 smem4[];
+  float *Qt = (float *)smem4;
+  float *Ks = Qt + C::Q_FL;
+  float *Vs = Ks + C::K_FL;
+  float *Pt = Vs + C::V_FL;
+
+  const int tid = threadIdx.x, tx = tid & 7, ty = tid >> 3;
+  const int64_t nq = a.q.n, nk = a.k.n, dk = a.q.d, dv = a.v.d;
+  const int64_t hq = a.q.nh, group = hq / a.k.nh;
+  int64_t bid = blockIdx.x;
+  const int64_t qt = nqt - 1 - bid % nqt; /* the longest causal tiles start first */
+  bid /= nqt;
+  const int64_t ih = bid % hq; bid /= hq;
+  const int64_t is = bid % a.q.ns, ib = bid / a.q.ns;
+  const int64_t kh = ih / group;
+  const int64_t q0 = qt * BM;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const bool async = veck && vecv && a.k.dtype == PCU_F32 && a.v.dtype == PCU_F32;
+#else
+  const bool async = false;
+#endif
+
+  load_q_t<D, BM>(Qt, a.q, pcu_row(a.q, ib, is, ih, q0), nq - q0, dk, a.scale, vecq);
+  const int64_t kbase = pcu_row(a.k, ib, is, kh, 0), vbase = pcu_row(a.v, ib, is, kh, 0);
+
+  /* keys at or beyond kend are invisible to every row of the tile */
+  int64_t kend = nk;
+  if (a.causal) kend = min(nk, max((int64_t)0, q0 + BM + a.causal_offset));
+  const int lh = a.layout_heads > 1 ? (int)ih : 0;
+  int64_t t_begin = 0, t_end = (kend + BN - 1) / BN;
+  if (a.layout) { t_begin = a.tile_ptr[lh * nqt + qt]; t_end = a.tile_ptr[lh * nqt + qt + 1]; }
+  /* first key of tile it; tile lists are ascending, so the first at or past kend ends the walk */
+#define TILE_K0(it) ((it) < t_end ? (a.layout ? (int64_t)a.tile_idx[(it)] : (it)) * BN : kend)
+
+  int64_t mrow[RM];
+#pragma unroll
+  for (int r = 0; r < RM; r++)
+    mrow[r] = a.mask.buf ? pcu_row(a.mask, a.mask.nb > 1 ? ib : 0, 0, a.mask.nh > 1 ? ih : 0, q0 + ty * RM + r) : 0;
+
+  float m[RM], l[RM], acc[RM][ON];
+#pragma unroll
+  for (int r = 0; r < RM; r++) {
+    m[r] = -PCU_INF; l[r] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < ON; c++) acc[r][c] = 0.0f;
+  }
+
+  int64_t it = t_begin, k0 = TILE_K0(it);
+  if (k0 < kend) {
+    load_rows<D>(Ks, C::KP, BN, a.k, kbase + k0 * a.k.sn, nk - k0, dk, veck, async);
+    cp_commit();
+    load_rows<D>(Vs, D, BN, a.v, vbase + k0 * a.v.sn, nk - k0, dv, vecv, async);
+    cp_commit();
+  }
+  /* Committed groups in flight at the top of each iteration: this tile's K, then its V. */
+  while (k0 < kend) {
+    const int64_t k0n = TILE_K0(it + 1);
+    cp_wait1(); /* K of this tile landed */
+    __syncthreads(); /* every thread's K (and, first time, Q) stores are visible */
+
+    float s[RM][CN];
+#pragma unroll
+    for (int r = 0; r < RM; r++)
+#pragma unroll
+      for (int c = 0; c < CN; c++) s[r][c] = 0.0f;
+#pragma unroll 2
+    for (int d4 = 0; d4 < D / 4; d4++) {
+      float4 kv[CN];
+#pragma unroll
+      for (int c = 0; c < CN; c++) kv[c] = *(const float4 *)(Ks + (tx + 8 * c) * C::KP + 4 * d4);
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float qv[RM];
+        lds<RM>(Qt + (4 * d4 + e) * BM + ty * RM, qv);
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+#pragma unroll
+          for (int c = 0; c < CN; c++) s[r][c] = fmaf(qv[r], f4at(kv[c], e), s[r][c]);
+      }
+    }
+    __syncthreads(); /* every thread is done with Ks */
+    if (k0n < kend) load_rows<D>(Ks, C::KP, BN, a.k, kbase + k0n * a.k.sn, nk - k0n, dk, veck, async);
+    cp_commit(); /* possibly empty: keeps the group count uniform */
+
+#pragma unroll
+    for (int r = 0; r < RM; r++) {
+      const int64_t i = q0 + ty * RM + r;
+      float mx = -PCU_INF;
+#pragma unroll
+      for (int c = 0; c < CN; c++) {
+        const int64_t j = k0 + tx + 8 * c;
+        bool vis = i < nq && j < nk && (!a.causal || j <= i + a.causal_offset);
+        if (vis && a.layout) vis = a.layout[((int64_t)lh * a.nqb + i / a.block_size) * a.nkb + j / a.block_size] != 0;
+        float x = s[r][c];
+        if (!vis) x = -PCU_INF;
+        else if (a.mask.buf) x += pcu_load(a.mask.buf, a.mask.dtype, mrow[r] + j);
+        s[r][c] = x;
+        mx = fmaxf(mx, x);
+      }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+      const float mnew = fmaxf(m[r], mx);
+      float alpha = 1.0f, sum = 0.0f;
+      if (mnew != -PCU_INF) {
+        alpha = expf(m[r] - mnew); /* 0 while m[r] is still -inf */
+#pragma unroll
+        for (int c = 0; c < CN; c++) { s[r][c] = expf(s[r][c] - mnew); sum += s[r][c]; }
+      } else {
+#pragma unroll
+        for (int c = 0; c < CN; c++) s[r][c] = 0.0f;
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+      l[r] = l[r] * alpha + sum;
+      m[r] = mnew;
+#pragma unroll
+      for (int c = 0; c < ON; c++) acc[r][c] *= alpha;
+    }
+#pragma unroll
+    for (int c = 0; c < CN; c++) {
+      float *p = Pt + (tx + 8 * c) * C::PP + ty * RM;
+#pragma unroll
+      for (int r = 0; r < RM; r++) p[r] = s[r][c];
+    }
+    cp_wait1(); /* V of this tile landed (the next K may still be in flight) */
+    __syncthreads(); /* P and V visible */
+
+#pragma unroll 4
+    for (int j = 0; j < BN; j++) {
+      float pv[RM], vv[ON];
+      lds<RM>(Pt + j * C::PP + ty * RM, pv);
+#pragma unroll
+      for (int c4 = 0; c4 < ON / 4; c4++) lds<4>(Vs + j * D + c4 * 32 + tx * 4, vv + c4 * 4);
+#pragma unroll
+      for (int r = 0; r < RM; r++)
+#pragma unroll
+        for (int c = 0; c < ON; c++) acc[r][c] = fmaf(pv[r], vv[c], acc[r][c]);
+    }
+    __syncthreads(); /* every thread is done with Vs and Pt */
+    if (k0n < kend) load_rows<D>(Vs, D, BN, a.v, vbase + k0n * a.v.sn, nk - k0n, dv, vecv, async);
+    cp_commit();
+    it++;
+    k0 = k0n;
+  }
+#undef TILE_K0
+
+#pragma unroll
+  for (int r = 0; r < RM; r++) {
+    const int64_t i = q0 + ty * RM + r;
+    if (i >= nq) continue;
+    const float inv = l[r] > 0.0f ? a.out_scale / l[r] : 0.0f;
+    const int64_t orow = pcu_row(a.out, ib, is, ih, i);
+#pragma unroll
+    for (int c = 0; c < ON; c++) {
+      const int col = (c / 4) * 32 + tx * 4 + (c % 4);
+      if (col < dv) pcu_store(a.out.buf, a.out.dtype, orow + col, acc[r][c] * inv);
+    }
+    if (a.lse.buf && tx == 0)
+      pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), l[r] > 0.0f ? m[r] + logf(l[r]) : -PCU_INF);
+  }
+}
+
 /* The variants, best first for each padded head dim; a device takes the first that fits
  * its shared memory (Pascal: 48 KB per block, so K and V share a buffer there). */
 typedef struct flash_variant {
@@ -228,32 +486,33 @@ typedef struct flash_variant {
 } flash_variant;
 
 #define VARIANT(D, RM, BN, SH) {D, 16 * RM, BN, FlashCfg<D, RM, BN, SH>::SMEM, k_flash<D, RM, BN, SH>}
+#define VARIANT2(D, RM, BN) {D, 16 * RM, BN, Flash2Cfg<D, RM, BN>::SMEM, k_flash2<D, RM, BN>}
+/* Per head dim: pipelined variants first; the original ones remain for devices whose shared
+ * memory the pipelined ones exceed (Pascal's 48 KB); the 16-row variant last, for grids too
+ * small to fill the device otherwise. */
 static const flash_variant variants[] = {
-  VARIANT(32, 4, 64, false),  VARIANT(32, 2, 64, false),
-  VARIANT(64, 4, 64, false),  VARIANT(64, 2, 64, false),  VARIANT(64, 4, 32, true),
-  VARIANT(128, 4, 32, false), VARIANT(128, 2, 32, false), VARIANT(128, 2, 32, true),
-  VARIANT(256, 2, 32, false),
+  VARIANT2(32, 4, 64),  VARIANT2(32, 2, 64),
+  VARIANT2(64, 4, 64),  VARIANT2(64, 2, 64),  VARIANT(64, 4, 64, false),  VARIANT(64, 2, 64, false),  VARIANT(64, 4, 32, true),
+  VARIANT2(128, 4, 32), VARIANT2(128, 2, 32), VARIANT(128, 4, 32, false), VARIANT(128, 2, 32, false),
+  VARIANT(128, 2, 32, true), VARIANT2(128, 1, 32),
+  VARIANT2(256, 2, 32), VARIANT(256, 2, 32, false),
 };
 
-/* The first variant of the smallest padded head dim holding dk and dv that fits the shared
- * memory; with sms > 0, when that would launch fewer than two blocks per multiprocessor
- * (short sequences), a fitting variant with fewer query rows per block instead. */
+/* The smallest padded head dim holding dk and dv; among its variants that fit the shared
+ * memory, the first (sms <= 0), else the first whose grid has at least two blocks per
+ * multiprocessor, else (short sequences) the one with the fewest query rows per block. */
 static const flash_variant *pick(int64_t dk, int64_t dv, size_t smem_optin, int64_t nq, int64_t units, int sms) {
   int64_t dmax = dk > dv ? dk : dv;
   int d = 32;
   while (d < dmax) d *= 2;
-  const flash_variant *first = NULL;
+  const flash_variant *best = NULL;
   for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
     const flash_variant *v = &variants[i];
     if (v->d != d || v->smem > smem_optin) continue;
-    if (!first) {
-      first = v;
-      if (sms <= 0 || ((nq + v->bm - 1) / v->bm) * units >= 2 * (int64_t)sms) return v;
-    } else if (v->bm < first->bm) {
-      return v;
-    }
+    if (sms <= 0 || ((nq + v->bm - 1) / v->bm) * units >= 2 * (int64_t)sms) return v;
+    if (!best || v->bm < best->bm) best = v;
   }
-  return first;
+  return best;
 }
 
 extern "C" int pcu_flash_plan(int64_t dk, int64_t dv, size_t smem_optin, int *bm, int *bn) {
@@ -282,6 +541,11 @@ extern "C" int pcu_flash_forward(cudaStream_t s, const pcu_flash_args *a, size_t
   if (v->smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute((const void *)v->kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)v->smem);
     if (e != cudaSuccess) return (int)e;
+    /* a hint (several blocks per multiprocessor need the largest carveout); a refusal is
+     * harmless, but must not linger as the launch's error */
+    if (cudaFuncSetAttribute((const void *)v->kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             (int)cudaSharedmemCarveoutMaxShared) != cudaSuccess)
+      (void)cudaGetLastError();
   }
   v->kernel<<<(unsigned)blocks, FLASH_THREADS, v->smem, s>>>(*a, nqt, view_vec4(a->q), view_vec4(a->k), view_vec4(a->v));
   return (int)cudaGetLastError();
