@@ -71,7 +71,8 @@ PATTN_API pattn_status pattn_device_memory(pattn_context *ctx, size_t *free_byte
 
 /* backends that can run here: fills names[0..*count). On entry *count is the capacity of
  * names (pattn extension: a capacity below the number found is INVALID_ARGUMENT, with the
- * number needed in *count). */
+ * number needed in *count); an array of PATTN_MAX_BACKENDS entries always suffices. */
+#define PATTN_MAX_BACKENDS 3
 PATTN_API pattn_status pattn_backends_available(const char **names, int *count);
 /* pattn extension: why `backend` cannot run here ("" if it can), for pattn-info. */
 PATTN_API const char *pattn_backend_unavailable_reason(const char *backend);
