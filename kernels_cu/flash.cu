@@ -76,6 +76,48 @@ template <int N> __device__ __forceinline__ void lds(const float *p, float *x) {
   else x[0] = *p;
 }
 
+/* One query row's step of the online softmax over a tile's CN scores, shared by both f32
+ * kernels: scores of invisible keys (out of range, causal, block-sparse layout) become -inf,
+ * the additive mask is added, the running max m and sum l are updated across the 8 lanes that
+ * share the row, s becomes exp(s - m) and the row's accumulator is rescaled. key(c) is the key
+ * index of score c, which is where the two kernels' tile layouts differ. */
+template <int CN, int ON, typename KeyOf>
+__device__ __forceinline__ void online_softmax_row(const pcu_flash_args &a, int64_t i, int64_t nq, int64_t nk, int lh,
+                                                   int64_t mrow, KeyOf key, float *s, float &m, float &l, float *acc) {
+  float mx = -PCU_INF;
+#pragma unroll
+  for (int c = 0; c < CN; c++) {
+    const int64_t j = key(c);
+    bool vis = i < nq && j < nk && (!a.causal || j <= i + a.causal_offset);
+    if (vis && a.layout) vis = a.layout[((int64_t)lh * a.nqb + i / a.block_size) * a.nkb + j / a.block_size] != 0;
+    float x = s[c];
+    if (!vis) x = -PCU_INF;
+    else if (a.mask.buf) x += pcu_load(a.mask.buf, a.mask.dtype, mrow + j);
+    s[c] = x;
+    mx = fmaxf(mx, x);
+  }
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+  const float mnew = fmaxf(m, mx);
+  float alpha = 1.0f, sum = 0.0f;
+  if (mnew != -PCU_INF) {
+    alpha = expf(m - mnew); /* 0 while m is still -inf */
+#pragma unroll
+    for (int c = 0; c < CN; c++) { s[c] = expf(s[c] - mnew); sum += s[c]; }
+  } else {
+#pragma unroll
+    for (int c = 0; c < CN; c++) s[c] = 0.0f;
+  }
+  sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+  sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+  sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+  l = l * alpha + sum;
+  m = mnew;
+#pragma unroll
+  for (int c = 0; c < ON; c++) acc[c] *= alpha;
+}
+
 template <int D, int RM, int BN, bool SHARE>
 __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64_t nqt, int vecq, int veck, int vecv) {
   typedef FlashCfg<D, RM, BN, SHARE> C;
@@ -147,39 +189,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64
 
 #pragma unroll
     for (int r = 0; r < RM; r++) {
-      const int64_t i = q0 + ty * RM + r;
-      float mx = -PCU_INF;
-#pragma unroll
-      for (int c = 0; c < CN; c++) {
-        const int64_t j = k0 + (c / 4) * 32 + tx * 4 + (c % 4);
-        bool vis = i < nq && j < nk && (!a.causal || j <= i + a.causal_offset);
-        if (vis && a.layout) vis = a.layout[((int64_t)lh * a.nqb + i / a.block_size) * a.nkb + j / a.block_size] != 0;
-        float x = s[r][c];
-        if (!vis) x = -PCU_INF;
-        else if (a.mask.buf) x += pcu_load(a.mask.buf, a.mask.dtype, mrow[r] + j);
-        s[r][c] = x;
-        mx = fmaxf(mx, x);
-      }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-      const float mnew = fmaxf(m[r], mx);
-      float alpha = 1.0f, sum = 0.0f;
-      if (mnew != -PCU_INF) {
-        alpha = expf(m[r] - mnew); /* 0 while m[r] is still -inf */
-#pragma unroll
-        for (int c = 0; c < CN; c++) { s[r][c] = expf(s[r][c] - mnew); sum += s[r][c]; }
-      } else {
-#pragma unroll
-        for (int c = 0; c < CN; c++) s[r][c] = 0.0f;
-      }
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 4);
-      l[r] = l[r] * alpha + sum;
-      m[r] = mnew;
-#pragma unroll
-      for (int c = 0; c < ON; c++) acc[r][c] *= alpha;
+      online_softmax_row<CN, ON>(a, q0 + ty * RM + r, nq, nk, lh, mrow[r],
+                                 [&](int c) { return k0 + (c / 4) * 32 + tx * 4 + (c % 4); }, s[r], m[r], l[r], acc[r]);
     }
     if (SHARE) __syncthreads(); /* scores are done with Kt before V takes its place */
 #pragma unroll
@@ -399,39 +410,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
 
 #pragma unroll
     for (int r = 0; r < RM; r++) {
-      const int64_t i = q0 + ty * RM + r;
-      float mx = -PCU_INF;
-#pragma unroll
-      for (int c = 0; c < CN; c++) {
-        const int64_t j = k0 + tx + 8 * c;
-        bool vis = i < nq && j < nk && (!a.causal || j <= i + a.causal_offset);
-        if (vis && a.layout) vis = a.layout[((int64_t)lh * a.nqb + i / a.block_size) * a.nkb + j / a.block_size] != 0;
-        float x = s[r][c];
-        if (!vis) x = -PCU_INF;
-        else if (a.mask.buf) x += pcu_load(a.mask.buf, a.mask.dtype, mrow[r] + j);
-        s[r][c] = x;
-        mx = fmaxf(mx, x);
-      }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-      const float mnew = fmaxf(m[r], mx);
-      float alpha = 1.0f, sum = 0.0f;
-      if (mnew != -PCU_INF) {
-        alpha = expf(m[r] - mnew); /* 0 while m[r] is still -inf */
-#pragma unroll
-        for (int c = 0; c < CN; c++) { s[r][c] = expf(s[r][c] - mnew); sum += s[r][c]; }
-      } else {
-#pragma unroll
-        for (int c = 0; c < CN; c++) s[r][c] = 0.0f;
-      }
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 4);
-      l[r] = l[r] * alpha + sum;
-      m[r] = mnew;
-#pragma unroll
-      for (int c = 0; c < ON; c++) acc[r][c] *= alpha;
+      online_softmax_row<CN, ON>(a, q0 + ty * RM + r, nq, nk, lh, mrow[r], [&](int c) { return k0 + tx + 8 * c; },
+                                 s[r], m[r], l[r], acc[r]);
     }
 #pragma unroll
     for (int c = 0; c < CN; c++) {
