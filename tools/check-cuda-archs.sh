@@ -7,8 +7,8 @@
 #
 # NVCC must support every arch asked for: sm_61 needs a CUDA 12.x (or older) nvcc, since
 # CUDA 13 dropped Pascal. PyPI has no CUDA 12 nvcc driver (nvidia-cuda-nvcc-cu12 ships only
-# ptxas), so CI takes it from NVIDIA's redistributable archives (cuda_nvcc and cuda_cudart
-# for linux-x86_64, 12.x) or conda-forge's cuda-nvcc=12. cuobjdump is looked for next to
+# ptxas and libnvvm), so CI (tools/test.sh) checks sm_80 with the toolkit's nvcc 13 and the
+# sm_61 check runs only where a CUDA 12 toolkit is installed. cuobjdump is looked for next to
 # NVCC, then on PATH, then in the PyPI package nvidia-cuda-cuobjdump (13.x reads sm_61
 # ELF too); set CUOBJDUMP to choose one. Extra include directories (for a toolkit whose
 # cuda_runtime.h lives elsewhere) go in CUDA_INCLUDE.

@@ -11,6 +11,12 @@ tools/install-deps.sh
 export PATTN_REQUIRE_BACKENDS=${PATTN_REQUIRE_BACKENDS:-cpu,opencl}
 jobs=$(nproc)
 
+if command -v nvcc >/dev/null 2>&1; then
+  # sm_61 (GTX 1080) needs a CUDA 12 nvcc, which neither Debian nor PyPI provides here
+  echo "== CUDA kernels build for the A800 (sm_80)"
+  tools/check-cuda-archs.sh "$(command -v nvcc)" 80
+fi
+
 echo "== build (release) and test"
 prefix="$PWD/build-test/install"
 opts=(-Dbuildtype=release --prefix="$prefix" -Dlibdir=lib)
