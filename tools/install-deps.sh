@@ -20,6 +20,6 @@ fi
 # With a CUDA toolkit present, CI proves the kernels build for the A800 (sm_80) and lists the
 # ELF images with cuobjdump, which the Debian image's toolkit lacks: PyPI has it.
 if command -v nvcc >/dev/null 2>&1 && ! command -v cuobjdump >/dev/null 2>&1 &&
-   ! python3 -c 'import nvidia.cuda_cuobjdump' >/dev/null 2>&1; then
+   ! python3 -m pip show -q nvidia-cuda-cuobjdump >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check nvidia-cuda-cuobjdump
 fi
