@@ -20,7 +20,7 @@
 
 #include "pattn/pattn.h"
 
-#define PATTN_BACKEND_ABI 3u
+#define PATTN_BACKEND_ABI 4u
 
 /* A strided view of a (batch, segment, head, row, column) region inside one backend buffer.
  * Element (ib, is, ih, i, j) lives at buf[offset + ib*sb + is*ss + ih*sh + i*sn + j]
@@ -182,6 +182,13 @@ typedef struct pattn_backend {
   /* Optional (NULL: not offered). The device's own count of its memory (cudaMemGetInfo), so
    * the bench can cross-check pattn's accounting against the driver's. */
   pattn_status (*device_memory)(pattn_context *ctx, size_t *free_bytes, size_t *total_bytes);
+
+  /* Optional (NULL: the core times with a synchronised host clock). Device-side timing: a
+   * marker recorded on the context's queue, the milliseconds between two of them (waiting
+   * for the later one), and its release. */
+  pattn_status (*event_record)(pattn_context *ctx, void **ev);
+  pattn_status (*event_elapsed)(pattn_context *ctx, void *start, void *end, double *ms);
+  void         (*event_destroy)(pattn_context *ctx, void *ev);
 } pattn_backend;
 
 typedef const pattn_backend *(*pattn_backend_entry_fn)(const pattn_core_api *core);

@@ -343,6 +343,41 @@ static void test_device_memory(void **state) {
   assert_int_equal(total_b, 7);
 }
 
+/* Events: the time between two recorded events spans the work enqueued between them, is
+ * never negative, and events of different contexts cannot be compared. */
+static void test_events(void **state) {
+  (void)state;
+  int64_t shape[4] = {1, 2, 64, 16};
+  float *x = calloc(2 * 64 * 16, sizeof(float));
+  assert_non_null(x);
+  pattn_tensor *t = tu_tensor(g_ctx, PATTN_F32, 4, shape, x), *o = tu_tensor(g_ctx, PATTN_F32, 4, shape, NULL);
+  pattn_event *a = NULL, *b = NULL, *other = NULL;
+  assert_int_equal(pattn_event_record(g_ctx, &a), PATTN_OK);
+  pattn_attention_desc desc = {.struct_size = sizeof desc};
+  assert_int_equal(pattn_attention(g_ctx, &desc, t, t, t, NULL, o, NULL), PATTN_OK);
+  assert_int_equal(pattn_event_record(g_ctx, &b), PATTN_OK);
+  double ms = -1;
+  assert_int_equal(pattn_event_elapsed(a, b, &ms), PATTN_OK);
+  assert_true(ms >= 0.0 && ms < 60e3);
+  assert_int_equal(pattn_event_elapsed(a, b, NULL), PATTN_ERR_INVALID_ARGUMENT);
+  assert_int_equal(pattn_event_elapsed(NULL, b, &ms), PATTN_ERR_INVALID_ARGUMENT);
+  assert_int_equal(pattn_event_record(g_ctx, NULL), PATTN_ERR_INVALID_ARGUMENT);
+  pattn_status st;
+  pattn_context *c2 = tu_context("cpu", 0, &st);
+  assert_non_null(c2);
+  assert_int_equal(pattn_event_record(c2, &other), PATTN_OK);
+  assert_int_equal(pattn_event_elapsed(a, other, &ms), PATTN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(pattn_last_error(g_ctx), "different contexts"));
+  pattn_event_destroy(a);
+  pattn_event_destroy(b);
+  pattn_event_destroy(other);
+  pattn_event_destroy(NULL);
+  pattn_context_destroy(c2);
+  pattn_tensor_destroy(t);
+  pattn_tensor_destroy(o);
+  free(x);
+}
+
 static void test_memory_stats(void **state) {
   (void)state;
   size_t in0 = 0, peak0 = 0, in1 = 0, peak1 = 0, in2 = 0, peak2 = 0;
@@ -548,7 +583,7 @@ int main(void) {
   const struct CMUnitTest per_mode[] = {
       cmocka_unit_test(test_tensor_metadata), cmocka_unit_test(test_tensor_roundtrip),
       cmocka_unit_test(test_conversions),     cmocka_unit_test(test_memory_stats),
-      cmocka_unit_test(test_device_memory),
+      cmocka_unit_test(test_device_memory),     cmocka_unit_test(test_events),
   };
   int fails = cmocka_run_group_tests_name("api", once, NULL, NULL);
   fails += REF_RUN_BOTH_MODES("tensors", per_mode);

@@ -213,6 +213,34 @@ static pattn_status cuda_device_memory(pattn_context *ctx, size_t *free_bytes, s
   return PATTN_OK;
 }
 
+static pattn_status cuda_event_record(pattn_context *ctx, void **ev) {
+  cuda_state *st = NULL;
+  pattn_status s = cuda_enter(ctx, &st);
+  if (s != PATTN_OK) return s;
+  cudaEvent_t e;
+  CU_TRY(ctx, cudaEventCreate(&e), "cudaEventCreate");
+  cudaError_t err = cudaEventRecord(e, st->stream);
+  if (err != cudaSuccess) {
+    cudaEventDestroy(e);
+    return cuda_core->error(ctx, PATTN_ERR_BACKEND, "cuda: cudaEventRecord: %s", cudaGetErrorString(err));
+  }
+  *ev = e;
+  return PATTN_OK;
+}
+
+static pattn_status cuda_event_elapsed(pattn_context *ctx, void *start, void *end, double *ms) {
+  cuda_state *st = NULL;
+  pattn_status s = cuda_enter(ctx, &st);
+  if (s != PATTN_OK) return s;
+  float f = 0.0f;
+  CU_TRY(ctx, cudaEventSynchronize((cudaEvent_t)end), "cudaEventSynchronize (an earlier operation may have failed)");
+  CU_TRY(ctx, cudaEventElapsedTime(&f, (cudaEvent_t)start, (cudaEvent_t)end), "cudaEventElapsedTime");
+  *ms = f;
+  return PATTN_OK;
+}
+
+static void cuda_event_destroy(pattn_context *ctx, void *ev) { (void)cudaEventDestroy((cudaEvent_t)ev); }
+
 #ifdef PATTN_CUDA_NCCL
 pattn_status cuda_comm_create_native(pattn_context *ctx, void *native_comm, pattn_comm **out); /* cuda_nccl.c */
 #endif
@@ -242,6 +270,9 @@ static const pattn_backend cuda_backend = {
   .comm_create_native = cuda_comm_create_native,
 #endif
   .device_memory = cuda_device_memory,
+  .event_record = cuda_event_record,
+  .event_elapsed = cuda_event_elapsed,
+  .event_destroy = cuda_event_destroy,
 };
 
 __attribute__((visibility("default"))) const pattn_backend *pattn_backend_entry(const pattn_core_api *core);

@@ -67,7 +67,8 @@ static pattn_status ocl_init(pattn_context *ctx, const pattn_options *opt, const
     return ocl_check(ctx, err, "clCreateContext");
   }
   /* clCreateCommandQueue is deprecated in 2.0 but is the 1.2 call we target */
-  st->queue = clCreateCommandQueue(st->context, st->device, 0, &err);
+  /* profiling on: pattn_event_record times on the device (markers' profiling timestamps) */
+  st->queue = clCreateCommandQueue(st->context, st->device, CL_QUEUE_PROFILING_ENABLE, &err);
   if (err != CL_SUCCESS) {
     s = ocl_check(ctx, err, "clCreateCommandQueue");
     ocl_destroy(st);
@@ -132,6 +133,30 @@ static pattn_status ocl_linear_op(pattn_context *ctx, int64_t m, int64_t n, int6
   return ocl_linear(ctx, m, n, k, x, w, bias, y);
 }
 
+static pattn_status ocl_event_record(pattn_context *ctx, void **ev) {
+  ocl_state *st = ocl_state_of(ctx);
+  cl_event e = NULL;
+  pattn_status s = ocl_check(ctx, clEnqueueMarkerWithWaitList(st->queue, 0, NULL, &e), "clEnqueueMarkerWithWaitList");
+  if (s == PATTN_OK) *ev = e;
+  return s;
+}
+
+/* The markers' completion times: each completes when everything enqueued before it has. */
+static pattn_status ocl_event_elapsed(pattn_context *ctx, void *start, void *end, double *ms) {
+  cl_event e = (cl_event)end;
+  cl_ulong t0 = 0, t1 = 0;
+  pattn_status s = ocl_check(ctx, clWaitForEvents(1, &e), "clWaitForEvents (an earlier operation may have failed)");
+  if (s == PATTN_OK)
+    s = ocl_check(ctx, clGetEventProfilingInfo((cl_event)start, CL_PROFILING_COMMAND_END, sizeof t0, &t0, NULL),
+                  "clGetEventProfilingInfo");
+  if (s == PATTN_OK)
+    s = ocl_check(ctx, clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL), "clGetEventProfilingInfo");
+  if (s == PATTN_OK) *ms = ((double)t1 - (double)t0) * 1e-6;
+  return s;
+}
+
+static void ocl_event_destroy(pattn_context *ctx, void *ev) { (void)clReleaseEvent((cl_event)ev); }
+
 static const pattn_backend ocl_backend = {
   .abi = PATTN_BACKEND_ABI,
   .name = "opencl",
@@ -153,6 +178,9 @@ static const pattn_backend ocl_backend = {
   .block_sparse = ocl_block_sparse,
   .lrpe_forward = ocl_lrpe_forward,
   .lrpe_backward = ocl_lrpe_backward,
+  .event_record = ocl_event_record,
+  .event_elapsed = ocl_event_elapsed,
+  .event_destroy = ocl_event_destroy,
 };
 
 __attribute__((visibility("default"))) const pattn_backend *pattn_backend_entry(const pattn_core_api *core) {

@@ -69,6 +69,15 @@ PATTN_API void         pattn_memory_reset_peak(pattn_context *ctx);
  * cross-check pattn_memory_stats; PATTN_ERR_UNSUPPORTED where the backend cannot tell. */
 PATTN_API pattn_status pattn_device_memory(pattn_context *ctx, size_t *free_bytes, size_t *total_bytes);
 
+/* pattn extension: timing on the context's queue. A recorded event marks the point after
+ * everything enqueued so far; elapsed waits for `end` and gives the milliseconds between the
+ * two (device events on GPU backends: CUDA events, OpenCL profiling markers; a synchronised
+ * host clock where the backend has none). Both events must belong to one context. */
+typedef struct pattn_event pattn_event;
+PATTN_API pattn_status pattn_event_record(pattn_context *ctx, pattn_event **ev);
+PATTN_API pattn_status pattn_event_elapsed(const pattn_event *start, const pattn_event *end, double *ms);
+PATTN_API void         pattn_event_destroy(pattn_event *ev); /* NULL ok */
+
 /* backends that can run here: fills names[0..*count). On entry *count is the capacity of
  * names (pattn extension: a capacity below the number found is INVALID_ARGUMENT, with the
  * number needed in *count); an array of PATTN_MAX_BACKENDS entries always suffices. */
