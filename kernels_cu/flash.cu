@@ -118,6 +118,29 @@ __device__ __forceinline__ void online_softmax_row(const pcu_flash_args &a, int6
   for (int c = 0; c < ON; c++) acc[c] *= alpha;
 }
 
+/* The end of both f32 kernels: each of the thread's RM query rows (from row i0) divided by
+ * its softmax sum and scaled by out_scale, written to out (columns (c/4)*32 + tx*4 + c%4), and
+ * its logsumexp to lse; a row that saw no key gets 0 and -inf. */
+template <int RM, int ON>
+__device__ __forceinline__ void store_rows(const pcu_flash_args &a, int64_t i0, int tx, int64_t nq, int64_t dv, int64_t ib,
+                                           int64_t is, int64_t ih, const float (&m)[RM], const float (&l)[RM],
+                                           const float (&acc)[RM][ON]) {
+#pragma unroll
+  for (int r = 0; r < RM; r++) {
+    const int64_t i = i0 + r;
+    if (i >= nq) continue;
+    const float inv = l[r] > 0.0f ? a.out_scale / l[r] : 0.0f;
+    const int64_t orow = pcu_row(a.out, ib, is, ih, i);
+#pragma unroll
+    for (int c = 0; c < ON; c++) {
+      const int col = (c / 4) * 32 + tx * 4 + (c % 4);
+      if (col < dv) pcu_store(a.out.buf, a.out.dtype, orow + col, acc[r][c] * inv);
+    }
+    if (a.lse.buf && tx == 0)
+      pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), l[r] > 0.0f ? m[r] + logf(l[r]) : -PCU_INF);
+  }
+}
+
 template <int D, int RM, int BN, bool SHARE>
 __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64_t nqt, int vecq, int veck, int vecv) {
   typedef FlashCfg<D, RM, BN, SHARE> C;
@@ -215,20 +238,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64
     }
   }
 
-#pragma unroll
-  for (int r = 0; r < RM; r++) {
-    const int64_t i = q0 + ty * RM + r;
-    if (i >= nq) continue;
-    const float inv = l[r] > 0.0f ? a.out_scale / l[r] : 0.0f;
-    const int64_t orow = pcu_row(a.out, ib, is, ih, i);
-#pragma unroll
-    for (int c = 0; c < ON; c++) {
-      const int col = (c / 4) * 32 + tx * 4 + (c % 4);
-      if (col < dv) pcu_store(a.out.buf, a.out.dtype, orow + col, acc[r][c] * inv);
-    }
-    if (a.lse.buf && tx == 0)
-      pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), l[r] > 0.0f ? m[r] + logf(l[r]) : -PCU_INF);
-  }
+  store_rows<RM, ON>(a, q0 + ty * RM, tx, nq, dv, ib, is, ih, m, l, acc);
 }
 
 /* ---- Pipelined variant (k_flash2): K kept row-major so tiles copy straight into shared
@@ -441,20 +451,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
   }
 #undef TILE_K0
 
-#pragma unroll
-  for (int r = 0; r < RM; r++) {
-    const int64_t i = q0 + ty * RM + r;
-    if (i >= nq) continue;
-    const float inv = l[r] > 0.0f ? a.out_scale / l[r] : 0.0f;
-    const int64_t orow = pcu_row(a.out, ib, is, ih, i);
-#pragma unroll
-    for (int c = 0; c < ON; c++) {
-      const int col = (c / 4) * 32 + tx * 4 + (c % 4);
-      if (col < dv) pcu_store(a.out.buf, a.out.dtype, orow + col, acc[r][c] * inv);
-    }
-    if (a.lse.buf && tx == 0)
-      pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), l[r] > 0.0f ? m[r] + logf(l[r]) : -PCU_INF);
-  }
+  store_rows<RM, ON>(a, q0 + ty * RM, tx, nq, dv, ib, is, ih, m, l, acc);
 }
 
 /* The variants, best first for each padded head dim; a device takes the first that fits
