@@ -92,6 +92,13 @@ static pcu_flash_args flash_args(const pattn_view *q, const pattn_view *k, const
   return f;
 }
 
+/* PATTN_CUDA_F32_FLASH=fma: f32 inputs take the FMA kernel (flash.cu) instead of the tensor-core
+ * one (flash_tf32.cu). A temporary knob for benchmarking the two, read on every call. */
+static int f32_flash_fma(void) {
+  const char *e = getenv("PATTN_CUDA_F32_FLASH");
+  return e && strcmp(e, "fma") == 0;
+}
+
 pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   cuda_state *st = NULL;
   pattn_status s = cuda_enter(ctx, &st);
@@ -108,6 +115,8 @@ pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   f.out_scale = a->out_scale;
   f.num_sms = st->num_sms;
   int e = pcu_flash_mma_forward(st->stream, &f, st->cc, st->smem_optin);
+  if (e == (int)cudaErrorNotSupported && !f32_flash_fma())
+    e = pcu_flash_tf32_forward(st->stream, &f, st->cc, st->smem_optin, a->precision == PATTN_PRECISION_TF32);
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_forward(st->stream, &f, st->smem_optin);
   CU_TRY(ctx, e, "attention (flash)");
   return PATTN_OK;
