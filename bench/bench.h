@@ -51,6 +51,12 @@ typedef struct op_spec {
   int64_t grid[BENCH_MAX_LIST];
   int64_t extra;
   int     use_cache;
+  /* attention: PATTN_PRECISION_TF32 lets f32 GEMMs use TF32 (SPEC.md section 7's TF32 row) */
+  pattn_precision precision;
+  /* host inputs in f32 (q, k, v, dout), each of the tensor's size; NULL: the shared random
+   * buffer (the same values in every input). f32acc passes bench_hash_fill's distinct inputs,
+   * the ones run_peers.py makes too, so errors are measured on the same data. */
+  const float *src[4];
 } op_spec;
 
 /* ---- one measured row ---- */
@@ -76,6 +82,8 @@ typedef struct bench_row {
   row_status status;
   char    reason[256];
   char    note[64];
+  /* accuracy against an f64 reference (f32acc); -1: not measured */
+  double  err_max_abs, err_rel_l2, err_ref_norm;
 } bench_row;
 
 /* ---- options ---- */
@@ -132,6 +140,10 @@ void         ops_release_host(void); /* frees the host input buffer (end of a su
 /* measure.c: fills row (timing, memory, status) for spec on ctx. label_for_estimate groups
  * rows whose run time scales with op_flops/op_bytes (same impl, growing shape). */
 void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_row *row);
+/* the checks bench_measure makes before creating anything (--max-mem, the run time
+ * extrapolated from a smaller row of the same suite, op, impl and dtype): 1 and the row
+ * marked skipped when the row would be skipped */
+int  bench_precheck(const bench_env *env, const op_spec *s, bench_row *row);
 void bench_stats(const double *t, int n, double *median, double *mean, double *std, double *min);
 double bench_now(void);
 
@@ -160,7 +172,10 @@ void   table_free(table *t);
 typedef struct peer_row {
   char   suite[16], op[24], impl[64], key[160], dtype[8], backend[24];
   double median, min, memory_mb;
+  double err_max_abs, err_rel_l2, err_ref_norm; /* -1: not in the row */
   int    ok;
+  int    unsupported; /* status "unsupported": the peer refuses this shape/dtype */
+  char   reason[208];
 } peer_row;
 int  peers_load(const char *path, peer_row **out, int *n, char *err, size_t errn);
 /* prints "pattn / peer" for every row with a peer of the same suite, op, key and dtype */
@@ -173,6 +188,7 @@ op_spec     spec_base(op_kind k, pattn_dtype dt, int64_t b, int64_t h, int64_t n
                       int64_t d);
 pattn_dtype suite_dtype(const bench_env *env, pattn_dtype dflt); /* --dtype wins */
 void        spec_row_shape(bench_row *r, const op_spec *s);      /* shape fields by op kind */
+int64_t     row_shape_of(const bench_row *r, const char *name);  /* a shape field; 0 if absent */
 /* new row, shape from the spec, measured on ctx, progress printed */
 bench_row  *bench_do(bench_env *env, pattn_context *ctx, const char *suite, const char *op,
                      const char *impl, const op_spec *s);
@@ -180,11 +196,23 @@ bench_row  *bench_do(bench_env *env, pattn_context *ctx, const char *suite, cons
 bench_row  *bench_unavailable(bench_env *env, const char *suite, const char *op,
                               const char *impl, const op_spec *s, const char *reason);
 const char *flops_unit(const bench_env *env); /* GFLOP/s on CPU, TFLOP/s elsewhere */
+/* a peer's rate in the unit of flops_unit, from the pattn row's FLOP count; 0 if not ok */
+double      peer_rate(const bench_env *env, const bench_row *r, const peer_row *q);
+/* the peer row of r with this impl (NULL if none) */
+const peer_row *peer_find(const bench_row *r, const peer_row *p, int np, const char *impl);
+/* counter-based inputs: dst[i] = value of element i of stream `stream` (0 q, 1 k, 2 v,
+ * 3 dout), uniform in (-sqrt 3, sqrt 3) (unit variance); run_peers.py's hash_inputs makes
+ * the same floats bit for bit. Threaded. */
+void        bench_hash_fill(float *dst, size_t n, uint32_t stream);
+/* runs fn(i, arg) for i in [0, n) on up to the machine's cores (host work of a suite) */
+void        bench_parallel_for(int64_t n, void (*fn)(int64_t i, void *arg), void *arg);
 void        fmt_rate(char *buf, size_t n, const bench_env *env, const bench_row *r);
 void        fmt_gbs(char *buf, size_t n, const bench_row *r);
 void        row_times(bench_row *row, const double *t, int runs); /* stats of run times (s) into ms */
 void        print_failures(FILE *f, const bench_env *env); /* footnotes for ✗ rows */
 void        print_memory_check(FILE *f, const bench_env *env); /* pattn vs driver memory counts (CUDA) */
+/* footnotes for the suite's peer rows that are ✗ (not supported, or failed), one per reason */
+void        print_peer_failures(FILE *f, const char *suite, const peer_row *p, int np);
 
 /* suites */
 typedef struct suite_def {
@@ -193,9 +221,10 @@ typedef struct suite_def {
   void (*run)(bench_env *env);                 /* measure: fills env->rows */
   void (*print)(FILE *f, const bench_env *env, const peer_row *p, int np); /* seed format */
   double default_max_seconds;
+  int own_ratios; /* 1: print compares with the peers itself (no generic ratio table) */
 } suite_def;
 extern const suite_def suite_quick, suite_seed000, suite_seed001, suite_seed002,
-    suite_seed003, suite_seed004, suite_ring_scaling;
+    suite_seed003, suite_seed004, suite_fa2, suite_f32acc, suite_ring_scaling;
 
 /* suite_ring_scaling.c: the MPI process around that suite. init calls MPI_Init, picks this
  * rank's device (local rank % device count) and creates its context; every rank returns the

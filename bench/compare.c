@@ -90,13 +90,25 @@ int peers_load(const char *path, peer_row **out, int *np, char *err, size_t errn
       r->median = r->min = t->num;
     }
     r->memory_mb = json_num(o, "memory_mb", 0);
+    r->err_max_abs = json_num(o, "max_abs_err", -1);
+    r->err_rel_l2 = json_num(o, "rel_l2_err", -1);
+    r->err_ref_norm = json_num(o, "ref_norm", -1);
     const char *st = json_str(o, "status");
     r->ok = (!st || !strcmp(st, "ok")) && r->median > 0;
+    r->unsupported = st && !strcmp(st, "unsupported");
+    copy(r->reason, sizeof(r->reason), json_str(o, "reason"));
   }
   json_free(&root);
   *out = p;
   *np = n;
   return 0;
+}
+
+const peer_row *peer_find(const bench_row *r, const peer_row *p, int np, const char *impl) {
+  int idx[32], m = p ? peers_match(r, p, np, idx, 32) : 0;
+  for (int k = 0; k < m; k++)
+    if (!strcmp(p[idx[k]].impl, impl)) return &p[idx[k]];
+  return NULL;
 }
 
 int peers_match(const bench_row *r, const peer_row *p, int np, int *idx, int max) {

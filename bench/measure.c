@@ -132,7 +132,7 @@ static double run_once(pattn_context *ctx, const op_spec *s, void *state, bench_
   return ms >= 0 ? ms * 1e-3 : t1 - t0;
 }
 
-void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_row *row) {
+int bench_precheck(const bench_env *env, const op_spec *s, bench_row *row) {
   const bench_opts *o = env->opts;
   double budget = o->max_seconds > 0 ? o->max_seconds : 1e30;
   row->flops = op_flops(s);
@@ -143,14 +143,22 @@ void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_r
   if (o->max_mem_mb > 0 && need_mb > o->max_mem_mb) {
     row_fail(row, ROW_SKIP, "skipped: needs about %.0f MB, over --max-mem %.0f MB", need_mb,
              o->max_mem_mb);
-    return;
+    return 1;
   }
   double est = est_lookup(row, cost);
   if (est > budget) {
     row_fail(row, ROW_SKIP, "skipped: over time budget (about %.3g s per run estimated from a "
              "smaller size, --max-seconds %g)", est, o->max_seconds);
-    return;
+    return 1;
   }
+  return 0;
+}
+
+void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_row *row) {
+  const bench_opts *o = env->opts;
+  double budget = o->max_seconds > 0 ? o->max_seconds : 1e30;
+  if (bench_precheck(env, s, row)) return;
+  double cost = row->flops > 0 ? row->flops : row->bytes;
 
   size_t base = 0, after_setup = 0, peak = 0, in_use = 0, dev_free0 = 0, dev_free1 = 0, dev_total = 0;
   void *state = NULL;

@@ -106,6 +106,15 @@ static pattn_status qkv(pattn_context *ctx, const op_spec *s, int64_t n, int fil
   return tensor(ctx, s->dtype, 4, shp, fill, t);
 }
 
+/* input `which` (0 q, 1 k, 2 v, 3 dout): the suite's host values where it gave them */
+static pattn_status qkv_in(pattn_context *ctx, const op_spec *s, int64_t n, int which,
+                           pattn_tensor **t) {
+  if (!s->src[which]) return qkv(ctx, s, n, 1, t);
+  pattn_status st = qkv(ctx, s, n, 0, t);
+  if (st != PATTN_OK) return st;
+  return pattn_tensor_write_f32(*t, s->src[which], (size_t)(s->b * s->h * n * s->d));
+}
+
 static void fill_core_descs(const op_spec *s, op_state *o) {
   memset(&o->core, 0, sizeof(o->core));
   switch (s->kind == OP_MHA ? (s->mha_core == PATTN_MHA_DENSE     ? OP_ATTN
@@ -119,6 +128,7 @@ static void fill_core_descs(const op_spec *s, op_state *o) {
     o->core.attn.layout = s->layout;
     o->core.attn.causal = s->causal;
     o->core.attn.algo = s->algo;
+    o->core.attn.precision = s->precision;
     break;
   case OP_RING:
     o->core.ring.struct_size = sizeof(pattn_ring_desc);
@@ -185,19 +195,19 @@ pattn_status op_setup(pattn_context *ctx, const op_spec *s, void **state) {
   case OP_DILATED:
   case OP_RING_DILATED:
   case OP_BLOCK_SPARSE:
-    TRY(qkv(ctx, s, s->nq, 1, &o->t[0]));
-    TRY(qkv(ctx, s, s->nk, 1, &o->t[1]));
-    TRY(qkv(ctx, s, s->nk, 1, &o->t[2]));
+    TRY(qkv_in(ctx, s, s->nq, 0, &o->t[0]));
+    TRY(qkv_in(ctx, s, s->nk, 1, &o->t[1]));
+    TRY(qkv_in(ctx, s, s->nk, 2, &o->t[2]));
     TRY(qkv(ctx, s, s->nq, 0, &o->t[3]));
     break;
   case OP_ATTN_BWD: {
     int64_t lshape[3] = {s->b, s->h, s->nq};
-    TRY(qkv(ctx, s, s->nq, 1, &o->t[0]));
-    TRY(qkv(ctx, s, s->nk, 1, &o->t[1]));
-    TRY(qkv(ctx, s, s->nk, 1, &o->t[2]));
+    TRY(qkv_in(ctx, s, s->nq, 0, &o->t[0]));
+    TRY(qkv_in(ctx, s, s->nk, 1, &o->t[1]));
+    TRY(qkv_in(ctx, s, s->nk, 2, &o->t[2]));
     TRY(qkv(ctx, s, s->nq, 0, &o->t[3]));
     TRY(tensor(ctx, PATTN_F32, 3, lshape, 0, &o->t[4]));
-    TRY(qkv(ctx, s, s->nq, 1, &o->t[5]));
+    TRY(qkv_in(ctx, s, s->nq, 3, &o->t[5]));
     TRY(qkv(ctx, s, s->nq, 0, &o->t[6]));
     TRY(qkv(ctx, s, s->nk, 0, &o->t[7]));
     TRY(qkv(ctx, s, s->nk, 0, &o->t[8]));

@@ -23,6 +23,7 @@ bench_row *row_new(bench_env *env, const char *suite, const char *op, const char
   snprintf(r->dtype, sizeof(r->dtype), "%s", dtype_name(dt));
   r->status = ROW_OK;
   r->device_inputs_mb = -1;
+  r->err_max_abs = r->err_rel_l2 = r->err_ref_norm = -1;
   return r;
 }
 
@@ -88,7 +89,7 @@ static void csv_str(FILE *f, const char *s) {
 
 void report_csv(FILE *f, const bench_env *env) {
   fprintf(f, "suite,op,impl,backend,dtype,key,median_ms,mean_ms,std_ms,min_ms,runs,memory_mb,"
-             "workspace_mb,theory_mb,flops,bytes,status,reason,note\n");
+             "workspace_mb,theory_mb,flops,bytes,status,reason,note,max_abs_err,rel_l2_err\n");
   for (int i = 0; i < env->nrows; i++) {
     const bench_row *r = &env->rows[i];
     fprintf(f, "%s,%s,", r->suite, r->op);
@@ -101,7 +102,8 @@ void report_csv(FILE *f, const bench_env *env) {
     csv_str(f, r->reason);
     fputc(',', f);
     csv_str(f, r->note);
-    fputc('\n', f);
+    if (r->err_max_abs >= 0) fprintf(f, ",%.6g,%.6g\n", r->err_max_abs, r->err_rel_l2);
+    else fprintf(f, ",,\n");
   }
 }
 
@@ -146,6 +148,9 @@ void report_json(FILE *f, const bench_env *env) {
     json_str(f, r->reason);
     fprintf(f, ", \"note\": ");
     json_str(f, r->note);
+    if (r->err_max_abs >= 0) /* the same keys as run_peers.py's f32acc rows */
+      fprintf(f, ",\n   \"max_abs_err\": %.6g, \"rel_l2_err\": %.6g, \"ref_norm\": %.17g",
+              r->err_max_abs, r->err_rel_l2, r->err_ref_norm);
     fprintf(f, "}%s\n", i + 1 < env->nrows ? "," : "");
   }
   fprintf(f, "]\n");

@@ -157,4 +157,4 @@ static void print(FILE *f, const bench_env *env, const peer_row *p, int np) {
 
 const suite_def suite_quick = {"quick", "one small row of every op + the CPU fast/reference "
                                "and O(n*d) workspace checks (< 1 minute on 2 cores)",
-                               run, print, 6.0};
+                               run, print, 6.0, 0};

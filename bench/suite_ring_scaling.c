@@ -651,4 +651,4 @@ static void print(FILE *f, const bench_env *env, const peer_row *p, int np) {
 
 const suite_def suite_ring_scaling = {"ring-scaling", "distributed ring attention under mpirun: "
                                       "weak and strong scaling vs W x one-GPU flash, bf16",
-                                      run, print, 60.0};
+                                      run, print, 60.0, 0};

@@ -104,4 +104,4 @@ static void print(FILE *f, const bench_env *env, const peer_row *p, int np) {
 
 const suite_def suite_seed000 = {"seed000", "standard/improved/multihead/ring/block-sparse, "
                                  "f32, b 1-2, n 512-1024, h 8-16 (seed 000)",
-                                 run, print, 30.0};
+                                 run, print, 30.0, 0};

@@ -149,4 +149,4 @@ static void print(FILE *f, const bench_env *env, const peer_row *p, int np) {
 }
 
 const suite_def suite_seed001 = {"seed001", "dilated attention family, f32, b 1-4, n 2k-8k "
-                                 "(seed 001)", run, print, 30.0};
+                                 "(seed 001)", run, print, 30.0, 0};

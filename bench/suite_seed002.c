@@ -159,4 +159,4 @@ static void print(FILE *f, const bench_env *env, const peer_row *p, int np) {
 
 const suite_def suite_seed002 = {"seed002", "md_lrpe_cosine fwd/bwd speed and memory, bf16, "
                                  "b=12 h=12 d=128, 1d/2d/3d, l=0/10 (seed 002)",
-                                 run, print, 30.0};
+                                 run, print, 30.0, 0};

@@ -76,4 +76,4 @@ static void print(FILE *f, const bench_env *env, const peer_row *p, int np) {
 }
 
 const suite_def suite_seed003 = {"seed003", "attention forward sweep, naive and flash, f32, "
-                                 "n 512-16k (seed 003)", run, print, 30.0};
+                                 "n 512-16k (seed 003)", run, print, 30.0, 0};

@@ -116,4 +116,4 @@ static void print(FILE *f, const bench_env *env, const peer_row *p, int np) {
 
 const suite_def suite_seed004 = {"seed004", "standard vs ring attention, ring sizes 1-16, f16, "
                                  "n 1k-8k, peak vs needed memory (seed 004)",
-                                 run, print, 30.0};
+                                 run, print, 30.0, 0};

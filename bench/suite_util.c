@@ -1,7 +1,10 @@
 /* pattn-bench: what every suite does for a row: describe it, measure it, say how it went.
  * The shape fields per op are the matching key with the peers (bench/peers/run_peers.py
  * builds the same fields), so change them in both places. */
+#include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -71,6 +74,12 @@ void spec_row_shape(bench_row *r, const op_spec *s) {
   row_finish_key(r);
 }
 
+int64_t row_shape_of(const bench_row *r, const char *name) {
+  for (int k = 0; k < r->nshape; k++)
+    if (!strcmp(r->shape_name[k], name)) return r->shape_val[k];
+  return 0;
+}
+
 static bench_row *fallback_row(void) {
   static bench_row dummy; /* only when the row array cannot grow: keeps callers simple */
   memset(&dummy, 0, sizeof(dummy));
@@ -78,11 +87,33 @@ static bench_row *fallback_row(void) {
   return &dummy;
 }
 
+/* $PATTN_BENCH_ONLY="w1 w2 ..": run only the rows whose "impl key dtype" contains every
+ * word (for tuning sweeps on a GPU, e.g. "pattn_flash d=128"); unset: every row. */
+static int row_selected(const bench_row *r) {
+  const char *only = getenv("PATTN_BENCH_ONLY");
+  if (!only || !*only) return 1;
+  char line[512], word[128];
+  snprintf(line, sizeof line, "%s %s %s", r->impl, r->key, r->dtype);
+  for (const char *p = only; *p;) {
+    while (*p == ' ') p++;
+    size_t n = strcspn(p, " ");
+    if (!n) break;
+    snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word - 1 ? n : sizeof word - 1), p);
+    if (!strstr(line, word)) return 0;
+    p += n;
+  }
+  return 1;
+}
+
 bench_row *bench_do(bench_env *env, pattn_context *ctx, const char *suite, const char *op,
                     const char *impl, const op_spec *s) {
   bench_row *r = row_new(env, suite, op, impl, s->dtype);
   if (!r) return fallback_row();
   spec_row_shape(r, s);
+  if (!row_selected(r)) { /* dropped: not measured, not reported */
+    env->nrows--;
+    return fallback_row();
+  }
   bench_measure(env, ctx, s, r);
   bench_progress(env, r);
   return r;
@@ -105,6 +136,78 @@ void fmt_rate(char *buf, size_t n, const bench_env *env, const bench_row *r) {
   double v = throughput_flops(env, r, &unit);
   if (v <= 0) snprintf(buf, n, "-");
   else snprintf(buf, n, env->is_cpu ? "%.1f" : "%.3g", v); /* %.3g: an OpenCL CPU device too */
+}
+
+double peer_rate(const bench_env *env, const bench_row *r, const peer_row *q) {
+  if (!q || !q->ok || q->median <= 0 || r->flops <= 0) return 0;
+  return r->flops / (q->median * 1e-3) / (env->is_cpu ? 1e9 : 1e12);
+}
+
+/* ---- host work spread over the cores ---- */
+typedef struct pfor {
+  int64_t n, next;
+  void (*fn)(int64_t, void *);
+  void *arg;
+  pthread_mutex_t mu;
+} pfor;
+
+static void *pfor_worker(void *p) {
+  pfor *w = p;
+  for (;;) {
+    pthread_mutex_lock(&w->mu);
+    int64_t i = w->next++;
+    pthread_mutex_unlock(&w->mu);
+    if (i >= w->n) return NULL;
+    w->fn(i, w->arg);
+  }
+}
+
+void bench_parallel_for(int64_t n, void (*fn)(int64_t i, void *arg), void *arg) {
+  enum { MAXT = 64 };
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int nt = cores < 1 ? 1 : cores > MAXT ? MAXT : (int)cores, started = 0;
+  if (nt > n) nt = (int)(n > 0 ? n : 1);
+  pfor w = {n, 0, fn, arg, PTHREAD_MUTEX_INITIALIZER};
+  pthread_t th[MAXT];
+  for (int t = 1; t < nt; t++)
+    if (pthread_create(&th[started], NULL, pfor_worker, &w) == 0) started++;
+  pfor_worker(&w); /* this thread works too; without threads it does everything */
+  for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+  pthread_mutex_destroy(&w.mu);
+}
+
+/* ---- counter-based inputs (run_peers.py: hash_inputs) ----
+ * element i of stream t: x = (i + t * 0x9E3779B9) mod 2^32, h = PCG hash of x (Jarzynski and
+ * Olano, "Hash Functions for GPU Rendering"), u = h >> 8 (24 bits), value =
+ * (float)(((double)u - 8388607.5) / 2^23 * sqrt(3)). Every step but the last multiply and
+ * the cast to float is exact, so C and PyTorch (int64 ops, then float64) agree bit for bit. */
+static uint32_t pcg_hash(uint32_t x) {
+  uint32_t st = x * 747796405u + 2891336453u;
+  uint32_t w = ((st >> ((st >> 28u) + 4u)) ^ st) * 277803737u;
+  return (w >> 22u) ^ w;
+}
+
+typedef struct hash_job {
+  float   *dst;
+  size_t   n;
+  uint32_t stream;
+} hash_job;
+
+#define HASH_CHUNK ((size_t)1 << 20)
+
+static void hash_chunk(int64_t c, void *arg) {
+  const hash_job *j = arg;
+  size_t lo = (size_t)c * HASH_CHUNK, hi = lo + HASH_CHUNK < j->n ? lo + HASH_CHUNK : j->n;
+  uint32_t off = j->stream * 0x9E3779B9u;
+  for (size_t i = lo; i < hi; i++) {
+    uint32_t u = pcg_hash((uint32_t)i + off) >> 8;
+    j->dst[i] = (float)(((double)u - 8388607.5) * (1.0 / 8388608.0) * 1.7320508075688772);
+  }
+}
+
+void bench_hash_fill(float *dst, size_t n, uint32_t stream) {
+  hash_job j = {dst, n, stream};
+  bench_parallel_for((int64_t)((n + HASH_CHUNK - 1) / HASH_CHUNK), hash_chunk, &j);
 }
 
 void fmt_gbs(char *buf, size_t n, const bench_row *r) {
@@ -130,6 +233,34 @@ void print_failures(FILE *f, const bench_env *env) {
     fprintf(f, "  %s [%s %s]: %s\n", r->impl, r->key, r->dtype, r->note);
   }
   print_memory_check(f, env);
+}
+
+/* a reason without its figures: "skipped: over time budget (estimated 3 s per run)" and
+ * the same with 5 s are one reason */
+static size_t reason_stem(const char *r) {
+  const char *p = strstr(r, " (");
+  return p ? (size_t)(p - r) : strlen(r);
+}
+
+void print_peer_failures(FILE *f, const char *suite, const peer_row *p, int np) {
+  int any = 0;
+  for (int i = 0; i < np; i++) {
+    if (strcmp(p[i].suite, suite) || p[i].ok) continue;
+    size_t ni = reason_stem(p[i].reason);
+    int seen = 0, count = 0;
+    for (int j = 0; j < np; j++) {
+      if (strcmp(p[j].suite, suite) || p[j].ok || strcmp(p[j].impl, p[i].impl) ||
+          reason_stem(p[j].reason) != ni || strncmp(p[j].reason, p[i].reason, ni))
+        continue;
+      if (j < i) seen = 1;
+      count++;
+    }
+    if (seen) continue;
+    if (!any) fprintf(f, "\n✗ peers (each peer and reason once, with the first row it concerns):\n");
+    any = 1;
+    fprintf(f, "  %s, %d row%s: %s%s [first: %s %s]\n", p[i].impl, count, count == 1 ? "" : "s",
+            p[i].unsupported ? "not supported: " : "", p[i].reason, p[i].key, p[i].dtype);
+  }
 }
 
 /* pattn_memory_stats against the driver's own count (cudaMemGetInfo), for the memory each
