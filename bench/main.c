@@ -8,17 +8,24 @@
 
 #include "bench.h"
 
-/* ring-scaling runs under mpirun and calls MPI_Init: never part of "all" */
+/* ring-scaling runs under mpirun and calls MPI_Init: never part of "all"; neither are the
+ * issue suites (fa2, f32acc), which are GPU targets rather than seed reports */
 static const suite_def *const g_suites[] = {&suite_quick,   &suite_seed000, &suite_seed001,
                                             &suite_seed002, &suite_seed003, &suite_seed004,
-                                            &suite_ring_scaling};
+                                            &suite_fa2,     &suite_f32acc,  &suite_ring_scaling};
 #define NSUITES ((int)(sizeof(g_suites) / sizeof(g_suites[0])))
+
+static int in_all(const suite_def *s) {
+  return s != &suite_ring_scaling && s != &suite_fa2 && s != &suite_f32acc;
+}
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pattn-bench [options]\n"
-          "  --suite NAME       quick (default), seed000 .. seed004, all (those), or\n"
-          "                     ring-scaling (under mpirun -np W: see below)\n"
+          "  --suite NAME       quick (default), seed000 .. seed004, all (those), fa2\n"
+          "                     (bf16/f16 flash fwd+bwd at FlashAttention's benchmark shapes),\n"
+          "                     f32acc (f32 flash exact and TF32, speed and error against\n"
+          "                     f64), or ring-scaling (under mpirun -np W: see below)\n"
           "  --backend NAME     cpu | opencl | cuda | auto (default: $PATTN_BACKEND, else auto)\n"
           "  --device SEL       device index or name substring (default: $PATTN_DEVICE)\n"
           "  --threads N        CPU backend threads (default: $PATTN_NUM_THREADS, else all cores;\n"
@@ -115,8 +122,9 @@ void print_header(FILE *f, const bench_env *env, const char *title) {
   fprintf(f, "%s\n", title);
   fprintf(f, "pattn %s | backend: %s | device: %s | date: %s\n", pattn_version(),
           env->backend_name, env->device_name, date);
-  fprintf(f, "timing: warm-up, then median of %d synchronised runs (CLOCK_MONOTONIC); "
-             "memory: peak bytes pattn allocated, inputs included\n\n", env->opts->reps);
+  fprintf(f, "timing: warm-up, then median of %d runs (device events on GPU backends, else a "
+             "synchronised CLOCK_MONOTONIC); memory: peak bytes pattn allocated, inputs "
+             "included\n\n", env->opts->reps);
 }
 
 void bench_progress(bench_env *env, const bench_row *r) {
@@ -183,7 +191,7 @@ static int run_suite(const suite_def *s, bench_opts *o, pattn_context *ctx, cons
   switch (o->format) {
   case FMT_TABLE:
     s->print(stdout, &env, peers, npeers);
-    peers_print_ratios(stdout, &env, peers, npeers);
+    if (!s->own_ratios) peers_print_ratios(stdout, &env, peers, npeers);
     break;
   case FMT_CSV: report_csv(stdout, &env); break;
   case FMT_JSON: report_json(stdout, &env); break;
@@ -225,7 +233,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   for (int i = 0; i < NSUITES; i++) {
-    if (all ? g_suites[i] == &suite_ring_scaling : strcmp(o.suite, g_suites[i]->name)) continue;
+    if (all ? !in_all(g_suites[i]) : strcmp(o.suite, g_suites[i]->name)) continue;
     if (run_suite(g_suites[i], &o, ctx, peers, npeers)) rc = 1;
   }
   pattn_context_destroy(ctx);
