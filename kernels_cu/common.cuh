@@ -51,6 +51,19 @@ __device__ __forceinline__ int64_t pcu_row(const pcu_view &v, int64_t ib, int64_
 #define PCU_FOR(idx, n) \
   for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < (n); idx += (int64_t)gridDim.x * blockDim.x)
 
+/* Under NVRTC. CUDA 13's nvcc cannot target the GTX 1080 (sm_61), so CI compiles every .cu
+ * file here for sm_61 with NVRTC 12 from PyPI (tools/check-cuda-archs-nvrtc.py).
+ * NVRTC defines __CUDACC_RTC__, compiles device code only and emits a kernel template only
+ * where it is instantiated, so each .cu file keeps two rules:
+ *  - host code (launchers, cudaFuncSetAttribute, tables of kernel pointers, pick functions,
+ *    host-only includes such as <stdlib.h>) sits in #ifndef __CUDACC_RTC__ blocks;
+ *  - every variant of a kernel template that the host side uses is listed once, in an
+ *    X-macro, e.g. #define FOO_VARIANTS(X) X(64, 4) X(128, 2), which expands both into the
+ *    host table or dispatch and, in an #ifdef __CUDACC_RTC__ block, into explicit
+ *    instantiations: template __global__ void k_foo<64, 4>(args...); never a second list.
+ * The checker compares each file's NVRTC kernels with nvcc's own build of the file (which
+ * instantiates what the host side launches), so a variant the NVRTC side lacks fails CI. */
+#ifndef __CUDACC_RTC__
 /* Blocks for a grid-stride launch of n items: enough to fill the device, capped so the
  * 1-D grid never exceeds its limit. */
 static inline unsigned pcu_blocks(int64_t n, int threads) {
@@ -59,5 +72,6 @@ static inline unsigned pcu_blocks(int64_t n, int threads) {
   if (b > 65535 * 64) b = 65535 * 64;
   return (unsigned)b;
 }
+#endif
 
 #endif /* PATTN_CU_COMMON_CUH */

@@ -15,14 +15,6 @@ __device__ __forceinline__ int64_t view_elem(const pcu_view &v, int64_t idx) {
   return pcu_row(v, ib, is, ih, i) + j;
 }
 
-static inline int64_t view_count(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
-
-/* Dense views (row-major, no gaps) are flat arrays: no index decomposition. */
-static bool view_dense(const pcu_view &v) {
-  return (v.n <= 1 || v.sn == v.d) && (v.nh <= 1 || v.sh == v.n * v.d) && (v.ns <= 1 || v.ss == v.nh * v.n * v.d) &&
-         (v.nb <= 1 || v.sb == v.ns * v.nh * v.n * v.d);
-}
-
 __global__ void k_copy_flat(void *dst, int ddt, int64_t doff, const void *src, int sdt, int64_t soff, float alpha,
                             int64_t total) {
   PCU_FOR(idx, total) {
@@ -134,6 +126,15 @@ __global__ void k_bias_store(int64_t n, const float *src, pcu_mat bias, pcu_mat 
   }
 }
 
+#ifndef __CUDACC_RTC__ /* host side: launchers (common.cuh, "Under NVRTC") */
+static inline int64_t view_count(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
+
+/* Dense views (row-major, no gaps) are flat arrays: no index decomposition. */
+static bool view_dense(const pcu_view &v) {
+  return (v.n <= 1 || v.sn == v.d) && (v.nh <= 1 || v.sh == v.n * v.d) && (v.ns <= 1 || v.ss == v.nh * v.n * v.d) &&
+         (v.nb <= 1 || v.sb == v.ns * v.nh * v.n * v.d);
+}
+
 extern "C" int pcu_fill(cudaStream_t s, pcu_view dst, float value) {
   int64_t total = view_count(dst);
   if (total <= 0) return 0;
@@ -187,3 +188,4 @@ extern "C" int pcu_bias_store(cudaStream_t s, int64_t m, int64_t n, const float 
   k_bias_store<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(n, src, bias, y, total);
   return (int)cudaGetLastError();
 }
+#endif /* !__CUDACC_RTC__ */

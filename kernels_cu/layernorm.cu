@@ -39,6 +39,7 @@ __global__ void k_layernorm(int64_t rows, int64_t cols, float eps, pcu_mat x, pc
   }
 }
 
+#ifndef __CUDACC_RTC__ /* host side: launchers (common.cuh, "Under NVRTC") */
 extern "C" int pcu_layernorm(cudaStream_t s, int64_t rows, int64_t cols, float eps, pcu_mat x, pcu_mat gamma,
                              pcu_mat beta, pcu_mat y) {
   if (rows <= 0 || cols <= 0) return 0;
@@ -46,3 +47,4 @@ extern "C" int pcu_layernorm(cudaStream_t s, int64_t rows, int64_t cols, float e
   k_layernorm<<<blocks, THREADS, 0, s>>>(rows, cols, eps, x, gamma, beta, y);
   return (int)cudaGetLastError();
 }
+#endif /* !__CUDACC_RTC__ */

@@ -65,6 +65,7 @@ __global__ void k_softmax_bwd(float *S, float *dP, const float *lse, const float
   }
 }
 
+#ifndef __CUDACC_RTC__ /* host side: launchers (common.cuh, "Under NVRTC") */
 extern "C" int pcu_softmax_rows(cudaStream_t s, float *S, int64_t u0, int64_t nu, int64_t H, int64_t nq, int64_t nk,
                                 int64_t ns, pcu_view mask, pcu_view lse, int causal, int64_t causal_offset) {
   int64_t rows = nu * H * nq;
@@ -81,3 +82,4 @@ extern "C" int pcu_softmax_bwd(cudaStream_t s, float *S, float *dP, const float 
   k_softmax_bwd<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(S, dP, lse, D, nq, nk, scale, causal, causal_offset, total);
   return (int)cudaGetLastError();
 }
+#endif /* !__CUDACC_RTC__ */
