@@ -455,25 +455,33 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
 }
 
 /* The variants, best first for each padded head dim; a device takes the first that fits
- * its shared memory (Pascal: 48 KB per block, so K and V share a buffer there). */
+ * its shared memory (Pascal: 48 KB per block, so K and V share a buffer there). Listed once,
+ * for the host table and for NVRTC's instantiations (common.cuh, "Under NVRTC"):
+ * VARIANT(D, RM, BN, SHARE) is k_flash, VARIANT2(D, RM, BN) is k_flash2.
+ * Per head dim: pipelined variants first; the original ones remain for devices whose shared
+ * memory the pipelined ones exceed (Pascal's 48 KB); the 16-row variant last, for grids too
+ * small to fill the device otherwise. */
+#define FLASH_VARIANTS(VARIANT, VARIANT2) \
+  VARIANT2(32, 4, 64)  VARIANT2(32, 2, 64) \
+  VARIANT2(64, 4, 64)  VARIANT2(64, 2, 64)  VARIANT(64, 4, 64, false)  VARIANT(64, 2, 64, false)  VARIANT(64, 4, 32, true) \
+  VARIANT2(128, 4, 32) VARIANT2(128, 2, 32) VARIANT(128, 4, 32, false) VARIANT(128, 2, 32, false) \
+  VARIANT(128, 2, 32, true) VARIANT2(128, 1, 32) \
+  VARIANT2(256, 2, 32) VARIANT(256, 2, 32, false)
+
+#ifdef __CUDACC_RTC__
+#define RTC_FLASH(D, RM, BN, SH) template __global__ void k_flash<D, RM, BN, SH>(pcu_flash_args, int64_t, int, int, int);
+#define RTC_FLASH2(D, RM, BN) template __global__ void k_flash2<D, RM, BN>(pcu_flash_args, int64_t, int, int, int);
+FLASH_VARIANTS(RTC_FLASH, RTC_FLASH2)
+#else /* host side */
 typedef struct flash_variant {
   int d, bm, bn;
   size_t smem;
   void (*kernel)(pcu_flash_args, int64_t, int, int, int);
 } flash_variant;
 
-#define VARIANT(D, RM, BN, SH) {D, 16 * RM, BN, FlashCfg<D, RM, BN, SH>::SMEM, k_flash<D, RM, BN, SH>}
-#define VARIANT2(D, RM, BN) {D, 16 * RM, BN, Flash2Cfg<D, RM, BN>::SMEM, k_flash2<D, RM, BN>}
-/* Per head dim: pipelined variants first; the original ones remain for devices whose shared
- * memory the pipelined ones exceed (Pascal's 48 KB); the 16-row variant last, for grids too
- * small to fill the device otherwise. */
-static const flash_variant variants[] = {
-  VARIANT2(32, 4, 64),  VARIANT2(32, 2, 64),
-  VARIANT2(64, 4, 64),  VARIANT2(64, 2, 64),  VARIANT(64, 4, 64, false),  VARIANT(64, 2, 64, false),  VARIANT(64, 4, 32, true),
-  VARIANT2(128, 4, 32), VARIANT2(128, 2, 32), VARIANT(128, 4, 32, false), VARIANT(128, 2, 32, false),
-  VARIANT(128, 2, 32, true), VARIANT2(128, 1, 32),
-  VARIANT2(256, 2, 32), VARIANT(256, 2, 32, false),
-};
+#define ROW(D, RM, BN, SH) {D, 16 * RM, BN, FlashCfg<D, RM, BN, SH>::SMEM, k_flash<D, RM, BN, SH>},
+#define ROW2(D, RM, BN) {D, 16 * RM, BN, Flash2Cfg<D, RM, BN>::SMEM, k_flash2<D, RM, BN>},
+static const flash_variant variants[] = {FLASH_VARIANTS(ROW, ROW2)};
 
 /* The smallest padded head dim holding dk and dv; among its variants that fit the shared
  * memory, the first (sms <= 0), else the first whose grid has at least two blocks per
@@ -527,3 +535,4 @@ extern "C" int pcu_flash_forward(cudaStream_t s, const pcu_flash_args *a, size_t
   v->kernel<<<(unsigned)blocks, FLASH_THREADS, v->smem, s>>>(*a, nqt, view_vec4(a->q), view_vec4(a->k), view_vec4(a->v));
   return (int)cudaGetLastError();
 }
+#endif /* !__CUDACC_RTC__ */
