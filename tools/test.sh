@@ -12,9 +12,10 @@ export PATTN_REQUIRE_BACKENDS=${PATTN_REQUIRE_BACKENDS:-cpu,opencl}
 jobs=$(nproc)
 
 if command -v nvcc >/dev/null 2>&1; then
-  # sm_61 (GTX 1080) needs a CUDA 12 nvcc, which neither Debian nor PyPI provides here
-  echo "== CUDA kernels build for the A800 (sm_80)"
-  tools/check-cuda-archs.sh "$(command -v nvcc)" 80
+  # sm_80 with the toolkit's nvcc; sm_61, which CUDA 13's nvcc cannot target, with NVRTC 12
+  # from PyPI (installed by install-deps), checked against nvcc's kernels
+  echo "== CUDA kernels build for the GTX 1080 (sm_61) and the A800 (sm_80)"
+  tools/check-cuda-archs.sh "$(command -v nvcc)" "61 80"
 fi
 
 echo "== build (release) and test"
