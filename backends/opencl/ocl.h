@@ -42,6 +42,7 @@ typedef struct ocl_state {
   char             device_version[128];
   cl_ulong         local_mem;     /* bytes of local memory per work-group */
   size_t           max_wg;        /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+  cl_uint          compute_units; /* CL_DEVICE_MAX_COMPUTE_UNITS, at least 1 */
   cl_ulong         max_alloc;     /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
   cl_uint          mem_align;     /* CL_DEVICE_MEM_BASE_ADDR_ALIGN, bits */
   int              cache_on;      /* on-disk binary cache enabled */

@@ -49,6 +49,9 @@ static pattn_status ocl_init(pattn_context *ctx, const pattn_options *opt, const
   cl_int err = clGetDeviceInfo(st->device, CL_DEVICE_COMPILER_AVAILABLE, sizeof compiler, &compiler, NULL);
   if (err == CL_SUCCESS) err = clGetDeviceInfo(st->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof st->local_mem, &st->local_mem, NULL);
   if (err == CL_SUCCESS) err = clGetDeviceInfo(st->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof st->max_wg, &st->max_wg, NULL);
+  if (err == CL_SUCCESS)
+    err = clGetDeviceInfo(st->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof st->compute_units, &st->compute_units, NULL);
+  if (st->compute_units == 0) st->compute_units = 1;
   if (err == CL_SUCCESS) err = clGetDeviceInfo(st->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof st->max_alloc, &st->max_alloc, NULL);
   if (err == CL_SUCCESS) err = clGetDeviceInfo(st->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof st->mem_align, &st->mem_align, NULL);
   if (err != CL_SUCCESS) {

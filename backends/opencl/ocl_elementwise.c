@@ -107,17 +107,20 @@ static int lrpe_vec(const ocl_state *st, const pattn_lrpe_args *p) {
 /* Batch rows per work-item. Each work-item computes its sin/cos once for all the rows it
  * handles, so as many as possible; but at least about max_compute_units * max_wg work-items
  * (a full device with several loads in flight each), else small grids leave most of the
- * device idle. $PATTN_OPENCL_LRPE_BPC=k forces k rows (for tuning sweeps). */
-static cl_uint lrpe_bpc(const ocl_state *st, int64_t items, int64_t nb) {
+ * device idle. The forward pass writes twice what it reads and wants more work-items in
+ * flight: at most 2 rows each (H200, NVIDIA OpenCL, bf16 seed-002 sizes: median 63% of the
+ * copy bandwidth with 2 rows against 55% with all 12 and 46% with 1; the backward pass is
+ * best with the default: 81% against 72% with 2). $PATTN_OPENCL_LRPE_BPC=k forces k rows
+ * (for tuning sweeps). */
+static cl_uint lrpe_bpc(const ocl_state *st, int64_t items, int64_t nb, int forward) {
   const char *env = getenv("PATTN_OPENCL_LRPE_BPC");
   if (env && atoi(env) > 0) return (cl_uint)(atoi(env) < nb ? atoi(env) : nb);
-  cl_uint cu = 1;
-  if (clGetDeviceInfo(st->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL) != CL_SUCCESS || cu == 0)
-    cu = 1;
-  int64_t target = (int64_t)cu * (int64_t)st->max_wg;
+  int64_t target = (int64_t)st->compute_units * (int64_t)st->max_wg;
   int64_t chunks = items >= target ? 1 : (target + items - 1) / items;
   if (chunks > nb) chunks = nb;
-  return (cl_uint)((nb + chunks - 1) / chunks);
+  int64_t bpc = (nb + chunks - 1) / chunks;
+  if (forward && bpc > 2) bpc = 2;
+  return (cl_uint)bpc;
 }
 
 static pattn_status lrpe(pattn_context *ctx, const pattn_lrpe_args *p, int forward) {
@@ -141,7 +144,7 @@ static pattn_status lrpe(pattn_context *ctx, const pattn_lrpe_args *p, int forwa
   cl_mem bi = p->in.buf, bt = p->theta.buf, bo = p->out.buf, bc = p->cache.buf;
   cl_long io = p->in.offset, to = p->theta.offset, oo = p->out.offset, co = p->cache.offset;
   const size_t nkc = (size_t)(p->d / vec);
-  cl_uint bpc = lrpe_bpc(st, (int64_t)nkc * p->n * p->h, p->b);
+  cl_uint bpc = lrpe_bpc(st, (int64_t)nkc * p->n * p->h, p->b, forward);
   cl_uint nb = (cl_uint)p->b, nh = (cl_uint)p->h, n = (cl_uint)p->n, d = (cl_uint)p->d, e = (cl_uint)p->e,
           extra = (cl_uint)p->extra_tokens;
   cl_uint8 shape, stride;
