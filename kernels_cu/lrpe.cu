@@ -1,81 +1,93 @@
-/* md_lrpe_cosine forward and backward (SPEC.md section 6). One thread per (head, row, group
- * of 8 (or 4) columns): it forms the angles once (one exact f32 multiply each, accurate
- * sincosf: angles reach 1e5 rad, so no fast-math intrinsics) and applies them to every batch
- * element of its batch chunk (the whole batch unless the grid would be too small to fill
- * the device), with 16-byte vector loads and stores when the rows are aligned.
+/* md_lrpe_cosine forward and backward (SPEC.md section 6), memory-bound: every byte is read
+ * or written once. One thread per (row = head*n + t, group of V columns, batch chunk): it
+ * issues the loads of its first batch rows, then forms its V angles (one exact f32 multiply
+ * each) and their accurate sincosf (angles reach 1e5 rad, so no fast-math intrinsics) while
+ * those loads are in flight, and applies them to every batch row of its chunk. A chunk is
+ * the whole batch unless the grid would then be too small to fill the device. Loads and
+ * stores are 16 bytes wide when the rows are aligned; the grid is 2-D (x: row and column
+ * group, y: batch chunk) so the index math is 32-bit wherever the sizes allow.
  * Parallel to kernels_cl/lrpe.cl. */
 #include "common.cuh"
 
 #define THREADS 256
+/* batch rows whose loads are in flight together */
+#define BU 4
 
 typedef struct lrpe_geom {
   uint32_t shape[8];
   uint32_t stride[8]; /* product of the later axes' extents */
-  int d, e, extra, v; /* as ints: the host checked n < 2^31; v: columns per thread */
-  int64_t groups;     /* column groups per row */
-  int64_t bc;         /* batches per chunk */
+  int d, e, extra, n, h; /* as ints: the host checked n < 2^31 */
+  int groups;            /* column groups per row */
+  int bc;                /* batches per chunk */
 } lrpe_geom;
 
-/* V consecutive elements from row-relative index i of m; vec: 16-byte aligned vectors. */
-template <int V> __device__ __forceinline__ void ldv(const pcu_mat &m, int64_t i, bool vec, float *x) {
-  if (vec) {
-    if (m.dtype == PCU_F32) {
+/* V elements of a row as raw words: the dtype's packed bits when `vec` (16-byte loads),
+ * else f32 bits of element-wise loads (tails and unaligned views). */
+template <int V> struct raw { uint32_t w[V]; };
+
+template <int V, int DT, bool VEC> __device__ __forceinline__ raw<V> ld_raw(const pcu_mat &m, int64_t i, int nv) {
+  raw<V> r;
+  if constexpr (VEC) {
+    if constexpr (DT == PCU_F32) {
 #pragma unroll
       for (int q = 0; q < V / 4; q++) {
-        float4 t = *(const float4 *)((const float *)m.buf + m.offset + i + 4 * q);
-        x[4 * q] = t.x; x[4 * q + 1] = t.y; x[4 * q + 2] = t.z; x[4 * q + 3] = t.w;
+        const uint4 t = *(const uint4 *)((const float *)m.buf + m.offset + i + 4 * q);
+        r.w[4 * q] = t.x; r.w[4 * q + 1] = t.y; r.w[4 * q + 2] = t.z; r.w[4 * q + 3] = t.w;
       }
+    } else if constexpr (V == 8) {
+      const uint4 t = *(const uint4 *)((const uint16_t *)m.buf + m.offset + i);
+      r.w[0] = t.x; r.w[1] = t.y; r.w[2 % V] = t.z; r.w[3 % V] = t.w;
     } else {
-      uint32_t w[V / 2];
-      if (V == 8) {
-        uint4 t = *(const uint4 *)((const uint16_t *)m.buf + m.offset + i);
-        w[0] = t.x; w[1] = t.y; w[2 % (V / 2)] = t.z; w[3 % (V / 2)] = t.w;
-      } else {
-        uint2 t = *(const uint2 *)((const uint16_t *)m.buf + m.offset + i);
-        w[0] = t.x; w[1] = t.y;
-      }
-#pragma unroll
-      for (int e = 0; e < V; e++) {
-        uint16_t h = (uint16_t)(e & 1 ? w[e / 2] >> 16 : w[e / 2] & 0xffffu);
-        x[e] = m.dtype == PCU_F16 ? pcu_f16_to_f32(h) : pcu_bf16_to_f32(h);
-      }
+      const uint2 t = *(const uint2 *)((const uint16_t *)m.buf + m.offset + i);
+      r.w[0] = t.x; r.w[1] = t.y;
     }
-    return;
-  }
+  } else {
 #pragma unroll
-  for (int e = 0; e < V; e++) x[e] = pcu_load(m.buf, m.dtype, m.offset + i + e);
+    for (int e = 0; e < V; e++) r.w[e] = __float_as_uint(e < nv ? pcu_load(m.buf, DT, m.offset + i + e) : 0.0f);
+  }
+  return r;
 }
 
-__device__ __forceinline__ uint32_t to16(int dt, float x) { return dt == PCU_F16 ? pcu_f32_to_f16(x) : pcu_f32_to_bf16(x); }
+template <int V, int DT, bool VEC> __device__ __forceinline__ void unpack(const raw<V> &r, float *x) {
+  if constexpr (!VEC || DT == PCU_F32) {
+#pragma unroll
+    for (int e = 0; e < V; e++) x[e] = __uint_as_float(r.w[e]);
+  } else {
+#pragma unroll
+    for (int e = 0; e < V; e++) {
+      const uint16_t h = (uint16_t)(e & 1 ? r.w[e / 2] >> 16 : r.w[e / 2] & 0xffffu);
+      x[e] = DT == PCU_F16 ? pcu_f16_to_f32(h) : pcu_bf16_to_f32(h);
+    }
+  }
+}
 
-template <int V> __device__ __forceinline__ void stv(const pcu_mat &m, int64_t i, bool vec, const float *x) {
-  if (vec) {
-    if (m.dtype == PCU_F32) {
+template <int DT> __device__ __forceinline__ uint32_t to16(float x) { return DT == PCU_F16 ? pcu_f32_to_f16(x) : pcu_f32_to_bf16(x); }
+
+/* A vector store, cache-streaming (evict first): outputs are not read again here, and the
+ * forward pass, which writes twice what it reads, gained 1-4 points of the copy bandwidth
+ * with it (H200, bf16, seed-002 sizes). */
+template <typename T> __device__ __forceinline__ void stg(T *p, T v) { __stcs(p, v); }
+
+/* V values to row-relative index i: one 16-byte store (two for f32) when vec, else the
+ * first nv element-wise. */
+template <int V, int DT, bool VEC> __device__ __forceinline__ void st(const pcu_mat &m, int64_t i, int nv, const float *x) {
+  if constexpr (VEC) {
+    if constexpr (DT == PCU_F32) {
 #pragma unroll
       for (int q = 0; q < V / 4; q++)
-        *(float4 *)((float *)m.buf + m.offset + i + 4 * q) = make_float4(x[4 * q], x[4 * q + 1], x[4 * q + 2], x[4 * q + 3]);
+        stg((float4 *)((float *)m.buf + m.offset + i + 4 * q), make_float4(x[4 * q], x[4 * q + 1], x[4 * q + 2], x[4 * q + 3]));
     } else {
       uint32_t w[V / 2];
 #pragma unroll
-      for (int e = 0; e < V / 2; e++) w[e] = to16(m.dtype, x[2 * e]) | (to16(m.dtype, x[2 * e + 1]) << 16);
-      if (V == 8) *(uint4 *)((uint16_t *)m.buf + m.offset + i) = make_uint4(w[0], w[1], w[2 % (V / 2)], w[3 % (V / 2)]);
-      else *(uint2 *)((uint16_t *)m.buf + m.offset + i) = make_uint2(w[0], w[1]);
+      for (int e = 0; e < V / 2; e++) w[e] = to16<DT>(x[2 * e]) | (to16<DT>(x[2 * e + 1]) << 16);
+      if (V == 8) stg((uint4 *)((uint16_t *)m.buf + m.offset + i), make_uint4(w[0], w[1], w[2 % (V / 2)], w[3 % (V / 2)]));
+      else stg((uint2 *)((uint16_t *)m.buf + m.offset + i), make_uint2(w[0], w[1]));
     }
-    return;
+  } else {
+#pragma unroll
+    for (int e = 0; e < V; e++)
+      if (e < nv) pcu_store(m.buf, DT, m.offset + i + e, x[e]);
   }
-#pragma unroll
-  for (int e = 0; e < V; e++) pcu_store(m.buf, m.dtype, m.offset + i + e, x[e]);
-}
-
-/* Element-wise tail of a row (fewer than V columns left). */
-template <int V> __device__ __forceinline__ void ld_tail(const pcu_mat &m, int64_t i, int nv, float *x) {
-#pragma unroll
-  for (int e = 0; e < V; e++) x[e] = e < nv ? pcu_load(m.buf, m.dtype, m.offset + i + e) : 0.0f;
-}
-template <int V> __device__ __forceinline__ void st_tail(const pcu_mat &m, int64_t i, int nv, const float *x) {
-#pragma unroll
-  for (int e = 0; e < V; e++)
-    if (e < nv) pcu_store(m.buf, m.dtype, m.offset + i + e, x[e]);
 }
 
 /* Angle of column k (< d) of head hh, row t: 32-bit index arithmetic only. */
@@ -88,128 +100,121 @@ __device__ __forceinline__ float angle(const pcu_lrpe_args &a, const lrpe_geom &
   return __fmul_rn(pos, th); /* one rounded f32 product, never contracted */
 }
 
-/* Batches are processed BU at a time with every load issued before the first store, so
- * each thread keeps several 16-byte loads in flight (the op is memory-bound). */
-#define BU 4
-
-/* Thread idx = (chunk, row = hh*n + t, column group): chunk picks batches
- * [chunk*bc, chunk*bc + bc). sin and cos of the thread's V angles are formed once (one
- * sincosf at a time, through shared memory, so the accurate sincosf's large code does not
- * multiply register pressure) and reused for every batch of the chunk. */
+/* This thread's (row, column group, batch range); I: the index type of x (uint32_t unless
+ * h*n*groups reaches 2^32). Returns false past the end. */
 struct lrpe_item {
   int64_t row, b0, b1;
   int hh, t, k, nv;
 };
-
-__device__ __forceinline__ lrpe_item item(const pcu_lrpe_args &a, const lrpe_geom &g, int64_t idx) {
-  lrpe_item it;
-  const int64_t rg = a.h * a.n * g.groups;
-  const int64_t chunk = idx / rg, rem = idx - chunk * rg;
-  it.row = rem / g.groups;
-  it.k = (int)(rem - it.row * g.groups) * g.v;
-  it.hh = (int)(it.row / a.n);
-  it.t = (int)(it.row - (int64_t)it.hh * a.n);
-  it.nv = min(g.v, g.d - it.k);
-  it.b0 = chunk * g.bc;
+template <int V, typename I> __device__ __forceinline__ bool item(const pcu_lrpe_args &a, const lrpe_geom &g, lrpe_item &it) {
+  const I idx = (I)blockIdx.x * THREADS + threadIdx.x;
+  const I rows = (I)g.h * (I)g.n;
+  const I row = idx / (I)g.groups;
+  if (row >= rows) return false;
+  it.row = (int64_t)row;
+  it.k = (int)(idx - row * (I)g.groups) * V;
+  it.hh = (int)(row / (I)g.n);
+  it.t = (int)(row - (I)it.hh * (I)g.n);
+  it.b0 = (int64_t)blockIdx.y * g.bc;
   it.b1 = min(a.b, it.b0 + g.bc);
-  return it;
+  it.nv = min(V, g.d - it.k);
+  return true;
 }
 
+/* sin and cos of the thread's V angles; in forward, the first chunk writes the cache. One
+ * sincosf at a time, through shared memory, so the accurate sincosf's large code is not
+ * replicated V times and the registers stay few enough for full occupancy. */
 template <int V>
-__global__ void __launch_bounds__(THREADS) k_lrpe_fwd(pcu_lrpe_args a, lrpe_geom g, bool vec, int64_t total) {
+__device__ __forceinline__ void angles(const pcu_lrpe_args &a, const lrpe_geom &g, const lrpe_item &it, bool fwd,
+                                       float *cs, float *sn) {
   __shared__ float sc[2][V][THREADS];
-  PCU_FOR(idx, total) {
-    const lrpe_item it = item(a, g, idx);
-    const bool first = it.b0 == 0; /* one chunk writes the angle cache */
 #pragma unroll 1
-    for (int e = 0; e < V; e++) {
-      const float ang = e < it.nv ? angle(a, g, it.hh, it.t, it.k + e) : 0.0f;
-      float sv, cv;
-      sincosf(ang, &sv, &cv);
-      sc[0][e][threadIdx.x] = cv;
-      sc[1][e][threadIdx.x] = sv;
-      if (a.cache.buf && first && e < it.nv) ((float *)a.cache.buf)[a.cache.offset + it.row * g.d + it.k + e] = ang;
+  for (int e = 0; e < V; e++) {
+    float ang = 0.0f;
+    if (e < it.nv) {
+      const int64_t ci = a.cache.offset + it.row * g.d + it.k + e;
+      if (!fwd && a.cache.buf) ang = ((const float *)a.cache.buf)[ci];
+      else ang = angle(a, g, it.hh, it.t, it.k + e);
+      if (fwd && a.cache.buf && it.b0 == 0) ((float *)a.cache.buf)[ci] = ang;
     }
-    float cs[V], sn[V];
+    float sv, cv;
+    sincosf(ang, &sv, &cv);
+    sc[0][e][threadIdx.x] = cv;
+    sc[1][e][threadIdx.x] = sv;
+  }
 #pragma unroll
-    for (int e = 0; e < V; e++) { cs[e] = sc[0][e][threadIdx.x]; sn[e] = sc[1][e][threadIdx.x]; }
-    const int64_t bstride = a.h * a.n;
-    for (int64_t b0 = it.b0; b0 < it.b1; b0 += BU) {
-      float x[BU][V];
+  for (int e = 0; e < V; e++) { cs[e] = sc[0][e][threadIdx.x]; sn[e] = sc[1][e][threadIdx.x]; }
+}
+
+template <int V, int DT, bool VEC, typename I>
+__global__ void __launch_bounds__(THREADS, 4) k_lrpe_fwd(pcu_lrpe_args a, lrpe_geom g) {
+  lrpe_item it;
+  if (!item<V, I>(a, g, it)) return;
+  const int64_t bstride = (int64_t)g.h * g.n;
+  float cs[V], sn[V];
+  bool have = false;
+  for (int64_t b0 = it.b0; b0 < it.b1; b0 += BU) {
+    raw<V> x[BU];
 #pragma unroll
-      for (int u = 0; u < BU; u++) {
-        if (b0 + u >= it.b1) break;
-        const int64_t r = (b0 + u) * bstride + it.row;
-        if (it.nv == V) ldv<V>(a.in, r * g.d + it.k, vec, x[u]);
-        else ld_tail<V>(a.in, r * g.d + it.k, it.nv, x[u]);
-      }
+    for (int u = 0; u < BU; u++)
+      if (b0 + u < it.b1) x[u] = ld_raw<V, DT, VEC>(a.in, ((b0 + u) * bstride + it.row) * g.d + it.k, it.nv);
+    if (!have) { angles<V>(a, g, it, true, cs, sn); have = true; } /* while the loads fly */
 #pragma unroll
-      for (int u = 0; u < BU; u++) {
-        if (b0 + u >= it.b1) break;
-        const int64_t r = (b0 + u) * bstride + it.row;
-        float yc[V], ys[V];
+    for (int u = 0; u < BU; u++) {
+      if (b0 + u >= it.b1) break;
+      const int64_t o = ((b0 + u) * bstride + it.row) * 2 * g.d + it.k;
+      float xv[V], y[V];
+      unpack<V, DT, VEC>(x[u], xv);
 #pragma unroll
-        for (int e = 0; e < V; e++) { yc[e] = x[u][e] * cs[e]; ys[e] = x[u][e] * sn[e]; }
-        if (it.nv == V) {
-          stv<V>(a.out, r * 2 * g.d + it.k, vec, yc);
-          stv<V>(a.out, r * 2 * g.d + g.d + it.k, vec, ys);
-        } else {
-          st_tail<V>(a.out, r * 2 * g.d + it.k, it.nv, yc);
-          st_tail<V>(a.out, r * 2 * g.d + g.d + it.k, it.nv, ys);
-        }
-      }
+      for (int e = 0; e < V; e++) y[e] = xv[e] * cs[e];
+      st<V, DT, VEC>(a.out, o, it.nv, y);
+#pragma unroll
+      for (int e = 0; e < V; e++) y[e] = xv[e] * sn[e];
+      st<V, DT, VEC>(a.out, o + g.d, it.nv, y);
     }
   }
 }
 
-template <int V>
-__global__ void __launch_bounds__(THREADS) k_lrpe_bwd(pcu_lrpe_args a, lrpe_geom g, bool vec, int64_t total) {
-  __shared__ float sc[2][V][THREADS];
-  PCU_FOR(idx, total) {
-    const lrpe_item it = item(a, g, idx);
-#pragma unroll 1
-    for (int e = 0; e < V; e++) {
-      float ang = 0.0f;
-      if (e < it.nv)
-        ang = a.cache.buf ? ((const float *)a.cache.buf)[a.cache.offset + it.row * g.d + it.k + e]
-                          : angle(a, g, it.hh, it.t, it.k + e);
-      float sv, cv;
-      sincosf(ang, &sv, &cv);
-      sc[0][e][threadIdx.x] = cv;
-      sc[1][e][threadIdx.x] = sv;
-    }
-    float cs[V], sn[V];
+template <int V, int DT, bool VEC, typename I>
+__global__ void __launch_bounds__(THREADS, 2) k_lrpe_bwd(pcu_lrpe_args a, lrpe_geom g) {
+  lrpe_item it;
+  if (!item<V, I>(a, g, it)) return;
+  const int64_t bstride = (int64_t)g.h * g.n;
+  float cs[V], sn[V];
+  bool have = false;
+  for (int64_t b0 = it.b0; b0 < it.b1; b0 += BU) {
+    raw<V> gc[BU], gs[BU];
 #pragma unroll
-    for (int e = 0; e < V; e++) { cs[e] = sc[0][e][threadIdx.x]; sn[e] = sc[1][e][threadIdx.x]; }
-    const int64_t bstride = a.h * a.n;
-    for (int64_t b0 = it.b0; b0 < it.b1; b0 += BU) {
-      float gc[BU][V], gs[BU][V];
-#pragma unroll
-      for (int u = 0; u < BU; u++) {
-        if (b0 + u >= it.b1) break;
-        const int64_t r = (b0 + u) * bstride + it.row;
-        if (it.nv == V) {
-          ldv<V>(a.in, r * 2 * g.d + it.k, vec, gc[u]);
-          ldv<V>(a.in, r * 2 * g.d + g.d + it.k, vec, gs[u]);
-        } else {
-          ld_tail<V>(a.in, r * 2 * g.d + it.k, it.nv, gc[u]);
-          ld_tail<V>(a.in, r * 2 * g.d + g.d + it.k, it.nv, gs[u]);
-        }
+    for (int u = 0; u < BU; u++)
+      if (b0 + u < it.b1) {
+        const int64_t o = ((b0 + u) * bstride + it.row) * 2 * g.d + it.k;
+        gc[u] = ld_raw<V, DT, VEC>(a.in, o, it.nv);
+        gs[u] = ld_raw<V, DT, VEC>(a.in, o + g.d, it.nv);
       }
+    if (!have) { angles<V>(a, g, it, false, cs, sn); have = true; }
 #pragma unroll
-      for (int u = 0; u < BU; u++) {
-        if (b0 + u >= it.b1) break;
-        const int64_t r = (b0 + u) * bstride + it.row;
-        float dx[V];
+    for (int u = 0; u < BU; u++) {
+      if (b0 + u >= it.b1) break;
+      float c[V], s[V], dx[V];
+      unpack<V, DT, VEC>(gc[u], c);
+      unpack<V, DT, VEC>(gs[u], s);
 #pragma unroll
-        for (int e = 0; e < V; e++) dx[e] = fmaf(gc[u][e], cs[e], gs[u][e] * sn[e]);
-        if (it.nv == V) stv<V>(a.out, r * g.d + it.k, vec, dx);
-        else st_tail<V>(a.out, r * g.d + it.k, it.nv, dx);
-      }
+      for (int e = 0; e < V; e++) dx[e] = fmaf(c[e], cs[e], s[e] * sn[e]);
+      st<V, DT, VEC>(a.out, ((b0 + u) * bstride + it.row) * g.d + it.k, it.nv, dx);
     }
   }
 }
 
+#ifdef __CUDACC_RTC__
+/* NVRTC (common.cuh, "Under NVRTC"): every kernel the host side below launches. */
+#define LRPE_INST(V, DT, VEC, I) \
+  template __global__ void k_lrpe_fwd<V, DT, VEC, I>(pcu_lrpe_args, lrpe_geom); \
+  template __global__ void k_lrpe_bwd<V, DT, VEC, I>(pcu_lrpe_args, lrpe_geom);
+#define LRPE_INST_DT(DT, I) LRPE_INST(8, DT, true, I) LRPE_INST(4, DT, true, I) LRPE_INST(4, DT, false, I)
+#define LRPE_INST_I(I) LRPE_INST_DT(PCU_F32, I) LRPE_INST_DT(PCU_F16, I) LRPE_INST_DT(PCU_BF16, I)
+LRPE_INST_I(uint32_t)
+LRPE_INST_I(uint64_t)
+#else /* host side: launchers */
 /* Threads wanted in flight: enough to fill an H100/H200-class device with a few waves. */
 #define TARGET_THREADS ((int64_t)1 << 19)
 
@@ -221,15 +226,17 @@ static lrpe_geom geom(const pcu_lrpe_args *a, int V) {
     g.stride[i] = st;
     if (i < a->ndims) st *= g.shape[i];
   }
-  g.d = (int)a->d; g.e = (int)a->e; g.extra = (int)a->extra_tokens; g.v = V;
-  g.groups = (a->d + V - 1) / V;
+  g.d = (int)a->d; g.e = (int)a->e; g.extra = (int)a->extra_tokens; g.n = (int)a->n; g.h = (int)a->h;
+  g.groups = (int)((a->d + V - 1) / V);
   /* short sequences: split the batch so the grid still fills the device (sin/cos are then
    * formed once per chunk instead of once per (head, row)) */
   const int64_t rows = a->h * a->n * g.groups;
   int64_t chunks = (TARGET_THREADS + rows - 1) / rows;
   if (chunks > a->b) chunks = a->b;
+  if (chunks > 65535) chunks = 65535; /* grid y */
   if (chunks < 1) chunks = 1;
-  g.bc = (a->b + chunks - 1) / chunks;
+  const int64_t bc = (a->b + chunks - 1) / chunks;
+  g.bc = bc > 0x7fffffff ? 0x7fffffff : (int)bc;
   return g;
 }
 
@@ -242,20 +249,39 @@ static bool mat_vec(const pcu_mat &m, int64_t d, int V) {
   return d % V == 0 && m.offset % w == 0 && ((uintptr_t)m.buf % 16) == 0;
 }
 
-template <int V> static void launch_v(cudaStream_t s, const pcu_lrpe_args *a, bool fwd) {
+template <int V, int DT, bool VEC> static int launch_v(cudaStream_t s, const pcu_lrpe_args *a, bool fwd) {
   const lrpe_geom g = geom(a, V);
-  const int64_t chunks = (a->b + g.bc - 1) / g.bc, total = chunks * a->h * a->n * g.groups;
-  const bool vec = mat_vec(a->in, a->d, V) && mat_vec(a->out, a->d, V);
-  if (fwd) k_lrpe_fwd<V><<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(*a, g, vec, total);
-  else k_lrpe_bwd<V><<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(*a, g, vec, total);
+  const int64_t items = a->h * a->n * g.groups, chunks = (a->b + g.bc - 1) / g.bc;
+  const int64_t bx = (items + THREADS - 1) / THREADS;
+  if (bx > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
+  const dim3 grid((unsigned)bx, (unsigned)chunks);
+  const bool narrow = bx * THREADS < ((int64_t)1 << 32);
+  if (fwd) {
+    if (narrow) k_lrpe_fwd<V, DT, VEC, uint32_t><<<grid, THREADS, 0, s>>>(*a, g);
+    else k_lrpe_fwd<V, DT, VEC, uint64_t><<<grid, THREADS, 0, s>>>(*a, g);
+  } else {
+    if (narrow) k_lrpe_bwd<V, DT, VEC, uint32_t><<<grid, THREADS, 0, s>>>(*a, g);
+    else k_lrpe_bwd<V, DT, VEC, uint64_t><<<grid, THREADS, 0, s>>>(*a, g);
+  }
+  return (int)cudaGetLastError();
 }
 
+/* The vector kernels need every row 16-byte aligned (8 columns per thread, or 4 where d is
+ * only a multiple of 4); the element-wise ones take any d, offset and alignment. */
+template <int DT> static int launch_dt(cudaStream_t s, const pcu_lrpe_args *a, bool fwd) {
+  if (mat_vec(a->in, a->d, 8) && mat_vec(a->out, a->d, 8)) return launch_v<8, DT, true>(s, a, fwd);
+  if (mat_vec(a->in, a->d, 4) && mat_vec(a->out, a->d, 4)) return launch_v<4, DT, true>(s, a, fwd);
+  return launch_v<4, DT, false>(s, a, fwd);
+}
+
+/* x and out share one dtype (the core checks it). */
 static int launch(cudaStream_t s, const pcu_lrpe_args *a, bool fwd) {
   if (a->h * a->n * a->d <= 0 || a->b <= 0) return 0;
-  if (a->d % 8 == 0) launch_v<8>(s, a, fwd);
-  else launch_v<4>(s, a, fwd);
-  return (int)cudaGetLastError();
+  if (a->in.dtype == PCU_F16) return launch_dt<PCU_F16>(s, a, fwd);
+  if (a->in.dtype == PCU_BF16) return launch_dt<PCU_BF16>(s, a, fwd);
+  return launch_dt<PCU_F32>(s, a, fwd);
 }
 
 extern "C" int pcu_lrpe_forward(cudaStream_t s, const pcu_lrpe_args *a) { return launch(s, a, true); }
 extern "C" int pcu_lrpe_backward(cudaStream_t s, const pcu_lrpe_args *a) { return launch(s, a, false); }
+#endif /* !__CUDACC_RTC__ */
