@@ -34,6 +34,6 @@ for s in sys.argv[1:]:
 }
 if command -v nvcc >/dev/null 2>&1; then
   command -v cuobjdump >/dev/null 2>&1 || pip_install nvidia-cuda-cuobjdump
-  nvcc --list-gpu-arch 2>/dev/null | grep -qx compute_61 ||
+  nvcc --list-gpu-arch 2>/dev/null | grep -x compute_61 >/dev/null ||
     pip_install 'nvidia-cuda-nvrtc-cu12==12.9.*' 'nvidia-cuda-runtime-cu12==12.9.*'
 fi
