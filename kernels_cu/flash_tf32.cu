@@ -5,6 +5,10 @@
  *    a*b ~ a_hi*b_hi + a_hi*b_lo + a_lo*b_hi: about 22 significant bits per product, the
  *    error of f32 FMA arithmetic within a small factor (SPEC.md section 7, f32 exact row).
  *  - PATTN_PRECISION_TF32: one tf32 product per mma (SPEC's TF32 row).
+ * Tensor cores add into an f32 accumulator with truncation (round toward zero), a bias of
+ * up to an ulp per mma: the exact mode keeps every such chain short (P V: each kv tile
+ * accumulated in fresh registers and folded into o with an f32 FMA; Q K^T: hi*hi restarted
+ * every 64 dims, the cross terms apart), so its error does not grow with the sequence.
  * Softmax, masking, the running max and sum and the output are f32. Scores are kept in
  * log2 units (Q is scaled by scale*log2(e), the mask by log2(e)) so the exponentials are
  * exp2f (2 ulp, like expf); lse is converted back to natural log.
@@ -191,9 +195,15 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
     tf_cp_wait1();   /* this thread's K copies landed */
     __syncthreads(); /* everyone's K (and, the first time, Q) stores are visible */
 
-    /* ---- S = Q K^T (log2 units) ---- */
+    /* ---- S = Q K^T (log2 units) ----
+     * The hi*hi products go to sg, restarted every KG k-steps (64 dims) and folded into s with
+     * f32 adds (the truncating tensor-core accumulation stays short, see P V below); the
+     * cross terms hi*lo + lo*hi, 2^-11 smaller, to sx over the whole head dim. */
+    constexpr int KG = 8;
+    constexpr bool GROUPED = EXACT && KS > KG;
     float s[MT][NT][4];
-    float sx[EXACT ? MT : 1][EXACT ? NT : 1][4]; /* the cross terms hi*lo + lo*hi, summed apart */
+    float sg[GROUPED ? MT : 1][GROUPED ? NT : 1][4];
+    float sx[EXACT ? MT : 1][EXACT ? NT : 1][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -201,9 +211,10 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           s[mt][n][e] = 0.0f;
+          if (GROUPED) sg[GROUPED ? mt : 0][GROUPED ? n : 0][e] = 0.0f;
           if (EXACT) sx[EXACT ? mt : 0][EXACT ? n : 0][e] = 0.0f;
         }
-#pragma unroll
+#pragma unroll 4 /* fully unrolled, the loads of later k-steps are hoisted until registers spill */
     for (int kk = 0; kk < KS; kk++) {
       uint32_t ah[MT][4], al[MT][4];
 #pragma unroll
@@ -235,8 +246,19 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
             tf_mma(sx[EXACT ? mt : 0][EXACT ? n : 0], ah[mt], bl0, bl1);
             tf_mma(sx[EXACT ? mt : 0][EXACT ? n : 0], al[mt], bh0, bh1);
           }
-          tf_mma(s[mt][n], ah[mt], bh0, bh1);
+          tf_mma(GROUPED ? sg[GROUPED ? mt : 0][GROUPED ? n : 0] : s[mt][n], ah[mt], bh0, bh1);
         }
+      }
+      if (GROUPED && kk % KG == KG - 1) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+              s[mt][n][e] += sg[GROUPED ? mt : 0][GROUPED ? n : 0][e];
+              sg[GROUPED ? mt : 0][GROUPED ? n : 0][e] = 0.0f;
+            }
       }
     }
     __syncthreads(); /* every warp is done with Ks */
@@ -276,8 +298,10 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
         for (int n = 0; n < NT; n++)
 #pragma unroll
           for (int e = 0; e < 4; e++)
-            s[mt][n][e] += mask_mul * pcu_load(a.mask.buf, a.mask.dtype, mrow[mt][e >> 1] + k0 + n * 8 + 2 * t + (e & 1));
+            s[mt][n][e] +=
+                mask_mul * pcu_load(a.mask.buf, a.mask.dtype, mrow[mt][e >> 1] + k0 + n * 8 + 2 * t + (e & 1));
     }
+    float rs[MT][2]; /* exact mode: each row's rescale factor for o */
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -302,54 +326,99 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
          * and alpha, and the partials are added up once at the end */
         l[mt][h] = l[mt][h] * alpha + sum;
         m[mt][h] = mnew;
+        if (EXACT) {
+          rs[mt][h] = alpha; /* applied where the tile's P V is folded in */
+        } else {
 #pragma unroll
-        for (int j = 0; j < OT; j++) {
-          o[mt][j][2 * h] *= alpha;
-          o[mt][j][2 * h + 1] *= alpha;
+          for (int j = 0; j < OT; j++) {
+            o[mt][j][2 * h] *= alpha;
+            o[mt][j][2 * h + 1] *= alpha;
+          }
         }
       }
 
     tf_cp_wait1();   /* this thread's V copies landed (the next K may be in flight) */
     __syncthreads(); /* everyone's V is visible */
 
-    /* ---- O += P V ---- */
+    /* ---- O += P V ----
+     * Tensor cores add into the accumulator with truncation (round toward zero), so a chain
+     * of mmas into o over a whole sequence drifts toward zero by up to an ulp per mma (about
+     * 1e-4 relative at 16k keys): harmless at TF32 accuracy, where o accumulates directly,
+     * but not for the exact mode. There each tile's product is accumulated in fresh
+     * registers over BN/8 k-steps only (th: hi*hi; tl: the cross terms, or th as well where
+     * registers are short) and folded into o with f32 adds. */
+    if constexpr (EXACT) {
+      /* d = 256 (o alone takes 128 registers): one accumulator per chunk */
+      constexpr bool TL = D <= 128;
+      uint32_t ph[MT][NT][4], pl[MT][NT][4];
 #pragma unroll
-    for (int kk = 0; kk < NT; kk++) {
-      uint32_t ph[MT][4], pl[MT][4];
+      for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int mt = 0; mt < MT; mt++) {
-        /* A fragment from the score accumulator: (a0, a1, a2, a3) = (c0, c2, c1, c3) */
-        if (EXACT) {
-          tf_split(s[mt][kk][0], ph[mt][0], pl[mt][0]);
-          tf_split(s[mt][kk][2], ph[mt][1], pl[mt][1]);
-          tf_split(s[mt][kk][1], ph[mt][2], pl[mt][2]);
-          tf_split(s[mt][kk][3], ph[mt][3], pl[mt][3]);
-        } else {
+        for (int kk = 0; kk < NT; kk++) {
+          /* A fragment from the score accumulator: (a0, a1, a2, a3) = (c0, c2, c1, c3) */
+          tf_split(s[mt][kk][0], ph[mt][kk][0], pl[mt][kk][0]);
+          tf_split(s[mt][kk][2], ph[mt][kk][1], pl[mt][kk][1]);
+          tf_split(s[mt][kk][1], ph[mt][kk][2], pl[mt][kk][2]);
+          tf_split(s[mt][kk][3], ph[mt][kk][3], pl[mt][kk][3]);
+        }
+#pragma unroll
+      for (int c = 0; c < D / 32; c++) {
+        float th[MT][4][4], tl[TL ? MT : 1][4][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+              th[mt][e][r] = 0.0f;
+              if (TL) tl[TL ? mt : 0][e][r] = 0.0f;
+            }
+#pragma unroll
+        for (int kk = 0; kk < NT; kk++) {
+          const float4 v0 = *(const float4 *)(Vs + (kk * 8 + 2 * t) * VP + 32 * c + 4 * g);
+          const float4 v1 = *(const float4 *)(Vs + (kk * 8 + 2 * t + 1) * VP + 32 * c + 4 * g);
+#pragma unroll
+          for (int e = 0; e < 4; e++) { /* output tile j = 4c + e */
+            uint32_t bh0, bh1, bl0, bl1;
+            tf_split(tf_f4(v0, e), bh0, bl0);
+            tf_split(tf_f4(v1, e), bh1, bl1);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+              float *x = TL ? tl[TL ? mt : 0][e] : th[mt][e];
+              tf_mma(x, ph[mt][kk], bl0, bl1);
+              tf_mma(x, pl[mt][kk], bh0, bh1);
+              tf_mma(th[mt][e], ph[mt][kk], bh0, bh1);
+            }
+          }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+              const float tile = TL ? th[mt][e][r] + tl[TL ? mt : 0][e][r] : th[mt][e][r];
+              o[mt][4 * c + e][r] = fmaf(o[mt][4 * c + e][r], rs[mt][r >> 1], tile);
+            }
+      }
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < NT; kk++) {
+        uint32_t ph[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
           ph[mt][0] = tf_rna(s[mt][kk][0]); ph[mt][1] = tf_rna(s[mt][kk][2]);
           ph[mt][2] = tf_rna(s[mt][kk][1]); ph[mt][3] = tf_rna(s[mt][kk][3]);
         }
-      }
 #pragma unroll
-      for (int c = 0; c < D / 32; c++) {
-        const float4 v0 = *(const float4 *)(Vs + (kk * 8 + 2 * t) * VP + 32 * c + 4 * g);
-        const float4 v1 = *(const float4 *)(Vs + (kk * 8 + 2 * t + 1) * VP + 32 * c + 4 * g);
+        for (int c = 0; c < D / 32; c++) {
+          const float4 v0 = *(const float4 *)(Vs + (kk * 8 + 2 * t) * VP + 32 * c + 4 * g);
+          const float4 v1 = *(const float4 *)(Vs + (kk * 8 + 2 * t + 1) * VP + 32 * c + 4 * g);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int j = 4 * c + e;
-          uint32_t bh0, bh1, bl0 = 0, bl1 = 0;
-          if (EXACT) {
-            tf_split(tf_f4(v0, e), bh0, bl0);
-            tf_split(tf_f4(v1, e), bh1, bl1);
-          } else {
-            bh0 = tf_rna(tf_f4(v0, e)); bh1 = tf_rna(tf_f4(v1, e));
-          }
+          for (int e = 0; e < 4; e++) {
+            const uint32_t bh0 = tf_rna(tf_f4(v0, e)), bh1 = tf_rna(tf_f4(v1, e));
 #pragma unroll
-          for (int mt = 0; mt < MT; mt++) {
-            if (EXACT) {
-              tf_mma(o[mt][j], ph[mt], bl0, bl1);
-              tf_mma(o[mt][j], pl[mt], bh0, bh1);
-            }
-            tf_mma(o[mt][j], ph[mt], bh0, bh1);
+            for (int mt = 0; mt < MT; mt++) tf_mma(o[mt][4 * c + e], ph[mt], bh0, bh1);
           }
         }
       }
@@ -398,12 +467,16 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
 }
 
 /* The variants (D, BN, MT, NW, EXACT), best first per head dim and precision; a device
- * takes the first whose shared memory fits (sm_86/89: 99 KB per block), and for grids too
- * small to fill the device the one with the fewest query rows per block. Listed once here
- * so an NVRTC build can instantiate the same kernels. Shared memory (KB): see report. */
+ * takes the first whose shared memory fits its per-block limit, and for grids of fewer
+ * than two blocks per multiprocessor the one with the fewest query rows per block. Shared
+ * memory (KiB) / sm_90 registers: exact d=32 29/143, 64 53/242, 128 (BN 32) 67.5/180, 256
+ * 197.5/255 (8 warps) and 98.75/255 (4 warps, BN 16: fits sm_86/89's 99 KiB; both d=256
+ * exact kernels spill a few loop-invariant 64-bit offsets, reloaded a few times per kv
+ * tile, none inside the mma loops); TF32 d=32 39/211 and 29/127, 64 71/230 and 53/124,
+ * 128 101.5/249 and 67.5/128, 256 197.5/218 and 98.75/204. Listed once so an NVRTC build
+ * instantiates the same kernels. */
 #define TF32_VARIANTS(X)                                                                                         \
-  X(32, 64, 1, 4, true) X(64, 64, 1, 4, true) X(128, 64, 1, 4, true) X(128, 32, 1, 4, true)                      \
-  X(256, 32, 1, 8, true) X(256, 16, 1, 4, true)                                                                  \
+  X(32, 64, 1, 4, true) X(64, 64, 1, 4, true) X(128, 32, 1, 4, true) X(256, 32, 1, 8, true) X(256, 16, 1, 4, true) \
   X(32, 64, 2, 4, false) X(32, 64, 1, 4, false) X(64, 64, 2, 4, false) X(64, 64, 1, 4, false)                    \
   X(128, 32, 2, 4, false) X(128, 32, 1, 4, false) X(256, 32, 1, 8, false) X(256, 16, 1, 4, false)
 
@@ -422,8 +495,9 @@ typedef struct tf32_variant {
   void (*kernel)(pcu_flash_args, int64_t, int, int, int, int);
 } tf32_variant;
 
-#define TF32_ENTRY(D, BN, MT, NW, EX) \
-  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW>::BM, Tf32Cfg<D, BN, MT, NW>::THREADS, Tf32Cfg<D, BN, MT, NW>::SMEM, k_flash_tf32<D, BN, MT, NW, EX>},
+#define TF32_ENTRY(D, BN, MT, NW, EX)                                                                      \
+  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW>::BM, Tf32Cfg<D, BN, MT, NW>::THREADS, Tf32Cfg<D, BN, MT, NW>::SMEM, \
+   k_flash_tf32<D, BN, MT, NW, EX>},
 static const tf32_variant tf32_variants[] = {TF32_VARIANTS(TF32_ENTRY)};
 #undef TF32_ENTRY
 
