@@ -1,239 +1,556 @@
-/* Fused tiled attention on tensor cores for f16/bf16 inputs (sm_80 and newer): the same
- * algorithm as flash.cu, with Q K^T and P V as mma.sync m16n8k16 (16-bit operands, f32
- * accumulation). 4 warps; warp w owns query rows 16w..16w+15 of a 64-row tile and holds its
- * scores and output in registers; P is fed back from the score accumulators as the A
- * operand without a trip through shared memory. Softmax, masking and the output are f32.
- * Older architectures use flash.cu (f32 arithmetic). Parallel to kernels_cl/flash.cl. */
+/* Fused tiled attention on tensor cores for f16/bf16 inputs (sm_80 and newer), FlashAttention-2
+ * style: the same semantics as flash.cu (strided views, GQA, causal with any offset, additive
+ * mask of any dtype, lse, out_scale, nq != nk, dk/dv up to the padded head dim), with Q K^T and
+ * P V as mma.sync m16n8k16 (16-bit operands, f32 accumulation). Older architectures use
+ * flash.cu (f32 arithmetic). Parallel to kernels_cl/flash.cl.
+ *
+ * One block computes BM = 16*MT*NW query rows of one (batch, segment, head); warp w owns the
+ * MT m16 tiles of rows 16*MT*w .. 16*MT*w + 16*MT-1 and keeps their scores and output in
+ * registers; P goes from the score accumulators straight into the A operand of P V.
+ *   - K and V tiles (BN keys) stream through shared memory with 16-byte cp.async (zero fill of
+ *     rows beyond nk and columns beyond dk/dv through the src-size operand), ST = 1 (one
+ *     buffer each: V(j) loads during S(j) = Q K(j)^T, K(j+1) during softmax and P V(j)) or
+ *     ST = 2 (two buffers each: K two tiles ahead, V one tile ahead). Views whose rows are
+ *     not 16-byte aligned are loaded with plain element loads at the same places.
+ *   - Shared rows are padded by 16 bytes, so ldmatrix (8 rows at one column) and the 16-byte
+ *     stores (8 consecutive chunks of one row per phase) are free of bank conflicts.
+ *   - Softmax in base 2: p = 2^(s*u - m*u) with u = scale*log2(e) (one FFMA + MUFU.EX2 per
+ *     score; with a mask, s = scale*qk + mask first and u = log2(e)); lse converted back to
+ *     natural log at the end. A row whose running max is -inf uses 0 as the subtrahend, so
+ *     invisible scores give p = 0 and a row with no visible key ends with l = 0: out 0, lse -inf.
+ *   - Per-score checks (key range, causal, mask, rows past nq with a mask) only on tiles that
+ *     need them, decided per warp; interior tiles skip them. 32-bit positions (the host
+ *     requires nq, nk < 2^30 and clamps causal_offset to [-nq, nk], which keeps semantics).
+ *   - The row sums l are per-thread partial sums (the 4 lanes of a row share m), reduced once
+ *     at the end.
+ * Grid: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt): the longest causal tiles first. */
+#include <stdlib.h>
+
 #include "common.cuh"
+#include <cuda_bf16.h>
 
-#define MMA_THREADS 128
-#define MMA_BM 64
-#define MMA_BN 64
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define PCU_MMA_DEVICE 1
+#else
+#define PCU_MMA_DEVICE 0
+#endif
 
-template <int D> struct MmaCfg {
+namespace pcu_mma {
+
+/* D: padded head dim; NW warps of MT m16 tiles each; BN keys per kv tile; ST kv buffers;
+ * QREG: the warp's Q fragments stay in registers for the whole kv loop (else re-read from
+ * shared memory for every tile). */
+template <int D_, int NW_, int MT_, int BN_, int ST_, bool QREG_> struct Cfg {
+  static constexpr int D = D_, NW = NW_, MT = MT_, BN = BN_, ST = ST_;
+  static constexpr bool QREG = QREG_;
+  static constexpr int THREADS = 32 * NW;
+  static constexpr int BM = 16 * MT * NW;
   static constexpr int P = D + 8; /* row pitch in halves: +16 bytes keeps ldmatrix rows on distinct banks */
-  static constexpr size_t SMEM = (size_t)(MMA_BM + 2 * MMA_BN) * P * 2;
+  static constexpr int Q_EL = BM * P, KV_EL = BN * P;
+  static constexpr size_t SMEM = (size_t)(Q_EL + 2 * ST * KV_EL) * 2;
+  static_assert(D % 32 == 0 && BN % 16 == 0 && (ST == 1 || ST == 2), "tile shape");
+  static_assert(THREADS % (D / 8) == 0, "whole rows per load pass");
 };
 
+#if PCU_MMA_DEVICE
 __device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
-__device__ __forceinline__ void ldsm_x4(uint32_t *r, const void *p) {
+__device__ __forceinline__ void ldsm_x4(uint32_t *r, uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
-__device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const void *p) {
+__device__ __forceinline__ void ldsm_x4_t(uint32_t *r, uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
 
+/* c (16x8 f32) += a (16x16, row) * b (16x8, col). */
 template <bool BF16> __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, const uint32_t *b) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   if (BF16)
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-template <bool BF16> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if (BF16) return (uint32_t)pcu_f32_to_bf16(lo) | ((uint32_t)pcu_f32_to_bf16(hi) << 16);
-  return (uint32_t)pcu_f32_to_f16(lo) | ((uint32_t)pcu_f32_to_f16(hi) << 16);
+/* Two f32 -> one register of two 16-bit values (lo in the low half), round to nearest even. */
+template <bool BF16> __device__ __forceinline__ uint32_t pack_rn(float lo, float hi) {
+  uint32_t r;
+  if (BF16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  else asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
 }
 
-/* rows x D tile of 16-bit elements into shared memory (pitch P), zero outside
- * nrows x dcols; 16-byte loads where the view allows. */
-template <int D>
-__device__ __forceinline__ void load_tile16(uint16_t *dst, int rows, const pcu_view &v, int64_t base, int64_t nrows,
-                                            int64_t dcols, bool vec) {
-  constexpr int CPR = D / 8; /* 8-element chunks per row */
-  const uint16_t *src = (const uint16_t *)v.buf;
-  for (int idx = threadIdx.x; idx < rows * CPR; idx += MMA_THREADS) {
-    const int r = idx / CPR, c = (idx % CPR) * 8;
-    uint4 x = make_uint4(0, 0, 0, 0);
-    if (r < nrows) {
-      const int64_t at = base + (int64_t)r * v.sn + c;
-      if (vec && c + 8 <= dcols) {
-        x = *(const uint4 *)(src + at);
-      } else {
-        uint16_t h[8];
-#pragma unroll
-        for (int e = 0; e < 8; e++) h[e] = c + e < dcols ? src[at + e] : (uint16_t)0;
-        x.x = h[0] | ((uint32_t)h[1] << 16); x.y = h[2] | ((uint32_t)h[3] << 16);
-        x.z = h[4] | ((uint32_t)h[5] << 16); x.w = h[6] | ((uint32_t)h[7] << 16);
-      }
-    }
-    *(uint4 *)(dst + r * MmaCfg<D>::P + c) = x;
-  }
+/* 2^x, MUFU.EX2 (2 ulp; -inf gives +0, results below 2^-126 flush to 0). */
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
-template <int D, bool BF16>
-__global__ void __launch_bounds__(MMA_THREADS) k_flash_mma(pcu_flash_args a, int64_t nqt, int vecq, int veck, int vecv) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  constexpr int P = MmaCfg<D>::P, NT = MMA_BN / 8, OT = D / 8;
-  extern __shared__ uint4 smem16[];
-  uint16_t *Qs = (uint16_t *)smem16, *Ks = Qs + MMA_BM * P, *Vs = Ks + MMA_BN * P;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int64_t nq = a.q.n, nk = a.k.n, hq = a.q.nh, group = hq / a.k.nh;
-  int64_t bid = blockIdx.x;
-  const int64_t qt = nqt - 1 - bid % nqt;
-  bid /= nqt;
-  const int64_t ih = bid % hq; bid /= hq;
-  const int64_t is = bid % a.q.ns, ib = bid / a.q.ns, kh = ih / group;
-  const int64_t q0 = qt * MMA_BM;
-  load_tile16<D>(Qs, MMA_BM, a.q, pcu_row(a.q, ib, is, ih, q0), nq - q0, a.q.d, vecq);
-  const int64_t kbase = pcu_row(a.k, ib, is, kh, 0), vbase = pcu_row(a.v, ib, is, kh, 0);
-  int64_t kend = nk;
-  if (a.causal) kend = min(nk, max((int64_t)0, q0 + MMA_BM + a.causal_offset));
-  const int64_t ntiles = (kend + MMA_BN - 1) / MMA_BN;
+/* 16 bytes global -> shared: the first `bytes` read, the rest zero-filled (0: src not read). */
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+/* Wait until at most N committed groups are still in flight. */
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-  const int64_t i0 = q0 + warp * 16 + g, i1 = i0 + 8; /* this thread's two rows */
-  int64_t mrow0 = 0, mrow1 = 0;
-  if (a.mask.buf) {
-    mrow0 = pcu_row(a.mask, a.mask.nb > 1 ? ib : 0, 0, a.mask.nh > 1 ? ih : 0, i0);
-    mrow1 = mrow0 + 8 * a.mask.sn;
-  }
-  float m0 = -PCU_INF, m1 = -PCU_INF, l0 = 0.0f, l1 = 0.0f;
-  float o[OT][4];
+/* ROWS x D tile of 16-bit elements into shared memory (pitch C::P) from rows of stride sn
+ * starting at src; rows >= nrows and columns >= dcols become 0. async: cp.async (every row
+ * start 16-byte aligned); else plain element loads and 16-byte shared stores. Chunk c of
+ * row r goes to thread (r*CPR + c) % THREADS: a warp writes whole 128-byte row pieces. */
+template <class C, int ROWS>
+__device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, int64_t sn, int nrows, int dcols, bool async) {
+  constexpr int CPR = C::D / 8, RSTEP = C::THREADS / CPR, ITERS = (ROWS + RSTEP - 1) / RSTEP;
+  /* opaque per call: otherwise this thread's chunk offsets (and the 64-bit row offsets of
+   * every unrolled chunk) are hoisted out of the kv loop as invariants, which costs the
+   * registers the 32-row warps do not have (spills) */
+  int tid = threadIdx.x;
+  asm volatile("" : "+r"(tid), "+l"(sn), "+r"(dcols));
+  const int c = (tid % CPR) * 8, r0 = tid / CPR;
+  const int cbytes = min(16, max(0, (dcols - c) * 2));
+  const uint16_t *s0 = src + (int64_t)r0 * sn + c;
+  const int64_t step = (int64_t)RSTEP * sn;
+  const uint32_t d0 = smem_addr(dst) + (uint32_t)(r0 * C::P + c) * 2;
 #pragma unroll
-  for (int n = 0; n < OT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  __syncthreads();
-  uint32_t qf[D / 16][4]; /* the warp's Q fragments, kept for the whole kv loop */
-#pragma unroll
-  for (int kk = 0; kk < D / 16; kk++)
-    ldsm_x4(qf[kk], Qs + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * P + kk * 16 + (lane >> 4) * 8);
-
-  for (int64_t it = 0; it < ntiles; it++) {
-    const int64_t k0 = it * MMA_BN;
-    __syncthreads();
-    load_tile16<D>(Ks, MMA_BN, a.k, kbase + k0 * a.k.sn, nk - k0, a.k.d, veck);
-    load_tile16<D>(Vs, MMA_BN, a.v, vbase + k0 * a.v.sn, nk - k0, a.v.d, vecv);
-    __syncthreads();
-
-    float s[NT][4];
-#pragma unroll
-    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-#pragma unroll
-      for (int n2 = 0; n2 < NT / 2; n2++) {
-        uint32_t b[4];
-        ldsm_x4(b, Ks + (n2 * 16 + (lane & 7) + (lane >> 4) * 8) * P + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma16816<BF16>(s[2 * n2], qf[kk], b);
-        mma16816<BF16>(s[2 * n2 + 1], qf[kk], b + 2);
-      }
-
-    float mx0 = -PCU_INF, mx1 = -PCU_INF;
-#pragma unroll
-    for (int n = 0; n < NT; n++)
+  for (int it = 0; it < ITERS; it++) {
+    const int r = r0 + it * RSTEP;
+    if (ROWS % RSTEP != 0 && r >= ROWS) break;
+    const uint16_t *s = s0 + it * step;
+    const int bytes = r < nrows ? cbytes : 0;
+    if (async) {
+      cp_async16(d0 + (uint32_t)(it * RSTEP * C::P * 2), bytes > 0 ? (const void *)s : (const void *)src, bytes);
+    } else {
+      uint32_t w[4];
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        const int64_t i = e < 2 ? i0 : i1, j = k0 + n * 8 + 2 * t + (e & 1);
-        const bool vis = i < nq && j < nk && (!a.causal || j <= i + a.causal_offset);
-        float x = s[n][e] * a.scale;
-        if (!vis) x = -PCU_INF;
-        else if (a.mask.buf) x += pcu_load(a.mask.buf, a.mask.dtype, (e < 2 ? mrow0 : mrow1) + j);
-        s[n][e] = x;
-        if (e < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);
+        const uint32_t lo = 2 * e < bytes / 2 ? s[2 * e] : 0u, hi = 2 * e + 1 < bytes / 2 ? s[2 * e + 1] : 0u;
+        w[e] = lo | (hi << 16);
       }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-    const float al0 = mn0 == -PCU_INF ? 1.0f : expf(m0 - mn0), al1 = mn1 == -PCU_INF ? 1.0f : expf(m1 - mn1);
-    float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-    for (int n = 0; n < NT; n++) {
-      s[n][0] = mn0 == -PCU_INF ? 0.0f : expf(s[n][0] - mn0);
-      s[n][1] = mn0 == -PCU_INF ? 0.0f : expf(s[n][1] - mn0);
-      s[n][2] = mn1 == -PCU_INF ? 0.0f : expf(s[n][2] - mn1);
-      s[n][3] = mn1 == -PCU_INF ? 0.0f : expf(s[n][3] - mn1);
-      sum0 += s[n][0] + s[n][1];
-      sum1 += s[n][2] + s[n][3];
-    }
-    sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1);
-    sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);
-    sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1);
-    sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);
-    l0 = l0 * al0 + sum0; l1 = l1 * al1 + sum1;
-    m0 = mn0; m1 = mn1;
-#pragma unroll
-    for (int n = 0; n < OT; n++) { o[n][0] *= al0; o[n][1] *= al0; o[n][2] *= al1; o[n][3] *= al1; }
-
-#pragma unroll
-    for (int kk = 0; kk < MMA_BN / 16; kk++) {
-      uint32_t pa[4];
-      pa[0] = pack2<BF16>(s[2 * kk][0], s[2 * kk][1]);
-      pa[1] = pack2<BF16>(s[2 * kk][2], s[2 * kk][3]);
-      pa[2] = pack2<BF16>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[3] = pack2<BF16>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int n2 = 0; n2 < OT / 2; n2++) {
-        uint32_t b[4];
-        ldsm_x4_t(b, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * P + n2 * 16 + (lane >> 4) * 8);
-        mma16816<BF16>(o[2 * n2], pa, b);
-        mma16816<BF16>(o[2 * n2 + 1], pa, b + 2);
-      }
+      *(uint4 *)(dst + (r * C::P + c)) = make_uint4(w[0], w[1], w[2], w[3]);
     }
   }
+}
 
-  const float inv0 = l0 > 0.0f ? a.out_scale / l0 : 0.0f, inv1 = l1 > 0.0f ? a.out_scale / l1 : 0.0f;
-  const int64_t dv = a.v.d;
-  if (i0 < nq) {
-    const int64_t r = pcu_row(a.out, ib, is, ih, i0);
+__device__ __forceinline__ float mask_val(const float *p) { return *p; }
+__device__ __forceinline__ float mask_val(const __half *p) { return __half2float(*p); }
+__device__ __forceinline__ float mask_val(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+
+/* With an additive mask: every score of the warp's rows becomes scale*s + mask (natural
+ * units), or -inf where invisible (key range, causal, rows past nq, whose mask row must not
+ * be read). mrow0: the mask's (ib, ih) plane; rows i at mrow0 + i*msn. */
+template <int MT, int NT, typename T>
+__device__ __forceinline__ void mask_tile(float (&s)[MT][NT][4], const T *mrow0, int64_t msn, int wrow, int k0, int g, int t,
+                                          int nq, int nk, bool causal, int off, float scale) {
 #pragma unroll
-    for (int n = 0; n < OT; n++)
+  for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const int col = n * 8 + 2 * t + e;
-        if (col < dv) pcu_store(a.out.buf, a.out.dtype, r + col, o[n][e] * inv0);
-      }
-    if (a.lse.buf && t == 0) pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i0), l0 > 0.0f ? m0 + logf(l0) : -PCU_INF);
+    for (int h = 0; h < 2; h++) {
+      const int i = wrow + mt * 16 + g + 8 * h;
+      int last = causal ? min(nk - 1, i + off) : nk - 1;
+      if (i >= nq) last = -1;
+      const T *mr = mrow0 + (int64_t)i * msn + k0 + 2 * t;
+#pragma unroll
+      for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          float &x = s[mt][n][2 * h + e];
+          x = k0 + n * 8 + 2 * t + e > last ? -PCU_INF : fmaf(x, scale, mask_val(mr + n * 8 + e));
+        }
+      asm volatile("" ::: "memory"); /* one row's loads at a time (register pressure) */
+    }
+}
+#endif /* PCU_MMA_DEVICE */
+
+#define PCU_LOG2E 1.4426950408889634f
+#define PCU_MMA_STATIC_SMEM 64 /* plane_off[] in k_flash_mma, rounded up */
+
+/* flags: bit 0/1/2: q/k/v rows 16-byte aligned (cp.async), bit 3: out 16-bit with even
+ * row starts (32-bit stores of column pairs). off: causal_offset clamped to [-nq, nk]. */
+template <class C, bool BF16, bool MASK>
+__global__ void __launch_bounds__(C::THREADS) k_flash_mma(pcu_flash_args a, int nqt, int off, int flags) {
+#if PCU_MMA_DEVICE
+  constexpr int D = C::D, MT = C::MT, BN = C::BN, BM = C::BM, P = C::P, ST = C::ST;
+  constexpr int NT = BN / 8, OT = D / 8, KT = D / 16, PK = BN / 16;
+  extern __shared__ uint4 smem_mma[];
+  uint16_t *Qs = (uint16_t *)smem_mma, *Ks = Qs + C::Q_EL, *Vs = Ks + ST * C::KV_EL;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int nq = (int)a.q.n, nk = (int)a.k.n, hq = (int)a.q.nh, group = hq / (int)a.k.nh, ns = (int)a.q.ns;
+  int bid = (int)blockIdx.x;
+  const int qt = nqt - 1 - bid % nqt;
+  bid /= nqt;
+  const int ih0 = bid % hq;
+  bid /= hq;
+  const int is0 = bid % ns, ib0 = bid / ns, kh = ih0 / group;
+  const int q0 = qt * BM;
+  const bool causal = a.causal != 0, has_mask = MASK; /* the host picks MASK = (a.mask.buf != NULL) */
+  const bool asq = flags & 1, ask = flags & 2, asv = flags & 4, vout = flags & 8;
+  int kend = nk;
+  if (causal) kend = min(nk, max(0, min(q0 + BM, nq) + off));
+  const int ntiles = (kend + BN - 1) / BN;
+  const int wrow = q0 + warp * (MT * 16); /* the warp's first query row */
+  /* scores are kept in units where p = 2^(s*u - m*u): raw q.k (u = scale*log2 e) or, with a
+   * mask, scale*q.k + mask (u = log2 e) */
+  const float unit = has_mask ? 1.0f : a.scale, u = unit * PCU_LOG2E;
+
+  float o[MT][OT][4], m[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+    m[mt][0] = m[mt][1] = -PCU_INF;
+    l[mt][0] = l[mt][1] = 0.0f;
+#pragma unroll
+    for (int n = 0; n < OT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
   }
-  if (i1 < nq) {
-    const int64_t r = pcu_row(a.out, ib, is, ih, i1);
-#pragma unroll
-    for (int n = 0; n < OT; n++)
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const int col = n * 8 + 2 * t + e;
-        if (col < dv) pcu_store(a.out.buf, a.out.dtype, r + col, o[n][e + 2] * inv1);
+
+  if (ntiles > 0) {
+    const uint16_t *qg = (const uint16_t *)a.q.buf + pcu_row(a.q, ib0, is0, ih0, q0);
+    /* The (ib, is, kh) row offsets of K, V and the mask live in shared memory, read where
+     * needed (after a barrier, so never hoisted): registers are what the 32-row warps at
+     * d=128 lack. Thread 0 writes them; the first barrier of the loop publishes them. */
+    __shared__ int64_t plane_off[3];
+    if (tid == 0) {
+      plane_off[0] = pcu_row(a.k, ib0, is0, kh, 0);
+      plane_off[1] = pcu_row(a.v, ib0, is0, kh, 0);
+      plane_off[2] = has_mask ? pcu_row(a.mask, a.mask.nb > 1 ? ib0 : 0, 0, a.mask.nh > 1 ? ih0 : 0, 0) : 0;
+    }
+    auto ktile = [&](int k, int64_t koff) { return (const uint16_t *)a.k.buf + (koff + (int64_t)k * a.k.sn); };
+    auto vtile = [&](int k, int64_t voff) { return (const uint16_t *)a.v.buf + (voff + (int64_t)k * a.v.sn); };
+    const int dq = (int)a.q.d, dk = (int)a.k.d, dv = (int)a.v.d;
+    /* per-lane ldmatrix offsets (bytes): A (Q) and trans-B (V): rows (lane&7) + 8*bit3,
+     * columns 8*bit4; B (K): rows (lane&7) + 8*bit4, columns 8*bit3 */
+    const uint32_t alane = (uint32_t)(((lane & 7) + ((lane >> 3) & 1) * 8) * P + (lane >> 4) * 8) * 2;
+    const uint32_t blane = (uint32_t)(((lane & 7) + (lane >> 4) * 8) * P + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t sQ = smem_addr(Qs) + (uint32_t)(warp * MT * 16 * P) * 2 + alane;
+    const uint32_t sK = smem_addr(Ks) + blane, sV = smem_addr(Vs) + alane;
+
+    /* prologue. Committed groups at the top of iteration j: ST 1: [K(j)] (Q with K(0));
+     * ST 2: [K(j), V(j), K(j+1)] (possibly empty groups past the last tile). */
+    load_tile<C, BM>(Qs, qg, a.q.sn, nq - q0, dq, asq);
+    load_tile<C, BN>(Ks, ktile(0, pcu_row(a.k, ib0, is0, kh, 0)), a.k.sn, nk, dk, ask);
+    cp_commit();
+    if (ST == 2) {
+      load_tile<C, BN>(Vs, vtile(0, pcu_row(a.v, ib0, is0, kh, 0)), a.v.sn, nk, dv, asv);
+      cp_commit();
+      if (ntiles > 1) load_tile<C, BN>(Ks + C::KV_EL, ktile(BN, pcu_row(a.k, ib0, is0, kh, 0)), a.k.sn, nk - BN, dk, ask);
+      cp_commit();
+    }
+    uint32_t qf[C::QREG ? MT : 1][C::QREG ? KT : 1][4];
+
+    for (int j = 0; j < ntiles; j++) {
+      const int k0 = j * BN;
+      const uint32_t boff = ST == 2 ? (uint32_t)((j & 1) * C::KV_EL * 2) : 0u;
+      if (ST == 2) cp_wait<2>(); else cp_wait<0>(); /* K(j) (and Q) landed */
+      __syncthreads(); /* ... for every thread; every thread is done with P V(j-1) */
+      if (ST == 2) {
+        if (j + 1 < ntiles)
+          load_tile<C, BN>(Vs + ((j + 1) & 1) * C::KV_EL, vtile(k0 + BN, plane_off[1]), a.v.sn, nk - k0 - BN, dv, asv);
+      } else {
+        load_tile<C, BN>(Vs, vtile(k0, plane_off[1]), a.v.sn, nk - k0, dv, asv);
       }
-    if (a.lse.buf && t == 0) pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i1), l1 > 0.0f ? m1 + logf(l1) : -PCU_INF);
+      cp_commit();
+      if (C::QREG && j == 0) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int kk = 0; kk < KT; kk++) ldsm_x4(qf[C::QREG ? mt : 0][C::QREG ? kk : 0], sQ + (uint32_t)((mt * 16 * P + kk * 16) * 2));
+      }
+
+      /* a warp none of whose rows sees a key of this tile (causal) skips it: its m, l and
+       * O would not change. The loads and barriers above and below stay uniform. */
+      const bool wskip = causal && k0 > wrow + (MT * 16 - 1) + off;
+      uint32_t pa[MT][PK][4];
+      if (!wskip) {
+        /* S = Q K(j)^T */
+        float s[MT][NT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int n = 0; n < NT; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+          uint32_t qa[MT][4];
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            if (C::QREG) {
+#pragma unroll
+              for (int e = 0; e < 4; e++) qa[mt][e] = qf[C::QREG ? mt : 0][C::QREG ? kk : 0][e];
+            } else {
+              ldsm_x4(qa[mt], sQ + (uint32_t)((mt * 16 * P + kk * 16) * 2));
+            }
+          }
+#pragma unroll
+          for (int n2 = 0; n2 < NT / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4(b, sK + boff + (uint32_t)((n2 * 16 * P + kk * 16) * 2));
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+              mma16816<BF16>(s[mt][2 * n2], qa[mt], b);
+              mma16816<BF16>(s[mt][2 * n2 + 1], qa[mt], b + 2);
+            }
+          }
+        }
+
+        /* per-score checks only where some score of the warp's rows may be invisible */
+        if (has_mask) {
+          const int64_t mbase = plane_off[2];
+          /* one loop per mask dtype (uniform): a generic load per score would predicate the
+           * loads of every dtype, with their addresses */
+          if (a.mask.dtype == PCU_F32)
+            mask_tile<MT, NT>(s, (const float *)a.mask.buf + mbase, a.mask.sn, wrow, k0, g, t, nq, nk, causal, off, a.scale);
+          else if (a.mask.dtype == PCU_F16)
+            mask_tile<MT, NT>(s, (const __half *)a.mask.buf + mbase, a.mask.sn, wrow, k0, g, t, nq, nk, causal, off, a.scale);
+          else
+            mask_tile<MT, NT>(s, (const __nv_bfloat16 *)a.mask.buf + mbase, a.mask.sn, wrow, k0, g, t, nq, nk, causal, off,
+                              a.scale);
+        } else if (k0 + BN > nk || (causal && k0 + BN - 1 > wrow + off)) {
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+              /* last visible key of row i (below k0: none in this tile) */
+              const int i = wrow + mt * 16 + g + 8 * h, last = causal ? min(nk - 1, i + off) : nk - 1;
+#pragma unroll
+              for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++)
+                  if (k0 + n * 8 + 2 * t + e > last) s[mt][n][2 * h + e] = -PCU_INF;
+            }
+        }
+
+        /* online softmax (base 2); P rounded to the input type as the A operand of P V */
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            float mx = m[mt][h];
+#pragma unroll
+            for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mu = mx == -PCU_INF ? 0.0f : mx * u;
+            const float alpha = ex2(fmaf(m[mt][h], u, -mu)); /* 0 while m was -inf */
+            m[mt][h] = mx;
+            float sum = 0.0f;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+              const float p0 = ex2(fmaf(s[mt][n][2 * h], u, -mu)), p1 = ex2(fmaf(s[mt][n][2 * h + 1], u, -mu));
+              s[mt][n][2 * h] = p0;
+              s[mt][n][2 * h + 1] = p1;
+              sum += p0 + p1;
+            }
+            l[mt][h] = l[mt][h] * alpha + sum;
+#pragma unroll
+            for (int n = 0; n < OT; n++) {
+              o[mt][n][2 * h] *= alpha;
+              o[mt][n][2 * h + 1] *= alpha;
+            }
+          }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int kk = 0; kk < PK; kk++) {
+            pa[mt][kk][0] = pack_rn<BF16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+            pa[mt][kk][1] = pack_rn<BF16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+            pa[mt][kk][2] = pack_rn<BF16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+            pa[mt][kk][3] = pack_rn<BF16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+          }
+      } /* !wskip */
+
+      if (ST == 2) cp_wait<2>(); else cp_wait<0>(); /* V(j) landed */
+      __syncthreads(); /* ... for every thread; every thread is done with K(j) */
+      if (ST == 2) {
+        if (j + 2 < ntiles)
+          load_tile<C, BN>(Ks + (j & 1) * C::KV_EL, ktile(k0 + 2 * BN, plane_off[0]), a.k.sn, nk - k0 - 2 * BN, dk, ask);
+        cp_commit();
+      } else if (j + 1 < ntiles) {
+        load_tile<C, BN>(Ks, ktile(k0 + BN, plane_off[0]), a.k.sn, nk - k0 - BN, dk, ask);
+        cp_commit();
+      }
+
+      /* O += P V(j) */
+      if (!wskip) {
+#pragma unroll
+        for (int kk = 0; kk < PK; kk++)
+#pragma unroll
+          for (int n2 = 0; n2 < OT / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, sV + boff + (uint32_t)((kk * 16 * P + n2 * 16) * 2));
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+              mma16816<BF16>(o[mt][2 * n2], pa[mt][kk], b);
+              mma16816<BF16>(o[mt][2 * n2 + 1], pa[mt][kk], b + 2);
+            }
+          }
+      }
+    }
+    cp_wait<0>(); /* nothing left in flight (only empty groups can remain) */
   }
+
+  /* out = out_scale * O / l, lse = ln(sum exp(score)); a row without visible keys: 0, -inf.
+   * The block's (ib, is, ih) decoded again from a fresh read of ctaid (volatile, so not merged
+   * with the first): nothing of it stays live through the kv loop. */
+  const int dv = (int)a.v.d;
+  int ib, is, ih;
+  {
+    int b2;
+    asm volatile("mov.u32 %0, %%ctaid.x;\n" : "=r"(b2));
+    b2 /= nqt;
+    ih = b2 % hq;
+    b2 /= hq;
+    is = b2 % ns;
+    ib = b2 / ns;
+  }
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      float lt = l[mt][h];
+      lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+      lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+      const int i = wrow + mt * 16 + g + 8 * h;
+      if (i >= nq) continue;
+      const float inv = lt > 0.0f ? a.out_scale / lt : 0.0f;
+      const int64_t r = pcu_row(a.out, ib, is, ih, i);
+#pragma unroll
+      for (int n = 0; n < OT; n++) {
+        const int col = n * 8 + 2 * t;
+        if (col >= dv) continue;
+        const float x0 = o[mt][n][2 * h] * inv, x1 = o[mt][n][2 * h + 1] * inv;
+        if (vout && col + 1 < dv) {
+          const uint32_t w = a.out.dtype == PCU_BF16 ? (uint32_t)pcu_f32_to_bf16(x0) | ((uint32_t)pcu_f32_to_bf16(x1) << 16)
+                                                     : (uint32_t)pcu_f32_to_f16(x0) | ((uint32_t)pcu_f32_to_f16(x1) << 16);
+          *(uint32_t *)((uint16_t *)a.out.buf + r + col) = w;
+        } else {
+          pcu_store(a.out.buf, a.out.dtype, r + col, x0);
+          if (col + 1 < dv) pcu_store(a.out.buf, a.out.dtype, r + col + 1, x1);
+        }
+      }
+      if (a.lse.buf && t == 0)
+        pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), lt > 0.0f ? m[mt][h] * unit + logf(lt) : -PCU_INF);
+    }
 #endif
 }
 
-static int view_vec8(const pcu_view &v) {
+} /* namespace pcu_mma */
+
+/* ---- host side ---- */
+
+namespace {
+
+typedef void (*mma_kernel_fn)(pcu_flash_args, int, int, int);
+
+struct mma_kernels {
+  int bm, threads;
+  size_t smem;
+  mma_kernel_fn k[2]; /* [bf16] */
+};
+
+/* One choice per padded head dim: the kernels without a mask, and those with one (the mask
+ * loads need registers: a lighter shape where the unmasked one has none to spare). */
+struct mma_variant {
+  int d;
+  mma_kernels cfg[2]; /* [mask] */
+};
+
+#define PCU_MMA_CFG(D, NW, MT, BN, ST, QR) pcu_mma::Cfg<D, NW, MT, BN, ST, QR>
+#define PCU_MMA_KERNELS(MASK, D, NW, MT, BN, ST, QR)                                                     \
+  {16 * (MT) * (NW), 32 * (NW), PCU_MMA_CFG(D, NW, MT, BN, ST, QR)::SMEM,                                \
+   {pcu_mma::k_flash_mma<PCU_MMA_CFG(D, NW, MT, BN, ST, QR), false, MASK>,                               \
+    pcu_mma::k_flash_mma<PCU_MMA_CFG(D, NW, MT, BN, ST, QR), true, MASK>}}
+/* arguments: D, then (NW, MT, BN, ST, QREG) without a mask, then with one */
+#define PCU_MMA_VARIANT(D, NW, MT, BN, ST, QR, NW2, MT2, BN2, ST2, QR2) \
+  {D, {PCU_MMA_KERNELS(false, D, NW, MT, BN, ST, QR), PCU_MMA_KERNELS(true, D, NW2, MT2, BN2, ST2, QR2)}}
+
+/* Per padded head dim, in order of preference; a device takes the first whose shared memory
+ * fits (the last ones fit 99 KB devices). PATTN_CUDA_MMA_CFG=k (temporary, for benchmarks)
+ * starts the search at the k-th entry of the head dim's list instead. Entry 0: 4 warps of 32
+ * rows (8 warps of 16 at d=256), two kv buffers (the shared memory that two blocks per
+ * multiprocessor leave free anyway); entry 1: the same shapes with single buffers
+ * (FlashAttention-2's schedule); entry 2 (d 64, 128): 8 warps of 16 rows, Q in registers.
+ * With a mask, d=128 uses 4 warps of 16 rows (BM 64): 32-row warps have no registers left
+ * for the mask loads. */
+const mma_variant mma_variants[] = {
+  PCU_MMA_VARIANT(32, 4, 2, 64, 2, false, 4, 2, 64, 2, false),
+  PCU_MMA_VARIANT(32, 4, 2, 64, 1, false, 4, 2, 64, 1, false),
+  PCU_MMA_VARIANT(64, 4, 2, 64, 2, false, 4, 2, 64, 2, false),
+  PCU_MMA_VARIANT(64, 4, 2, 64, 1, false, 4, 2, 64, 1, false),
+  PCU_MMA_VARIANT(64, 8, 1, 64, 2, true, 4, 1, 64, 2, true),
+  PCU_MMA_VARIANT(128, 4, 2, 64, 2, false, 4, 1, 64, 2, true),
+  PCU_MMA_VARIANT(128, 4, 2, 64, 1, false, 4, 1, 64, 1, true),
+  PCU_MMA_VARIANT(128, 8, 1, 64, 2, true, 8, 1, 64, 2, true),
+  PCU_MMA_VARIANT(256, 8, 1, 64, 2, false, 8, 1, 64, 2, false),
+  PCU_MMA_VARIANT(256, 8, 1, 64, 1, false, 8, 1, 64, 1, false),
+  PCU_MMA_VARIANT(256, 4, 1, 32, 1, false, 4, 1, 32, 1, false),
+};
+
+int mma_cfg_env() {
+  const char *e = getenv("PATTN_CUDA_MMA_CFG");
+  return e && *e >= '0' && *e <= '9' ? atoi(e) : 0;
+}
+
+const mma_kernels *mma_pick(int d, int mask, size_t smem_optin) {
+  const int n = (int)(sizeof mma_variants / sizeof mma_variants[0]);
+  int first = -1, count = 0;
+  for (int i = 0; i < n; i++)
+    if (mma_variants[i].d == d) {
+      if (first < 0) first = i;
+      count++;
+    }
+  if (first < 0) return NULL;
+  const int start = mma_cfg_env();
+  if (start < count && mma_variants[first + start].cfg[mask].smem + PCU_MMA_STATIC_SMEM <= smem_optin) return &mma_variants[first + start].cfg[mask];
+  for (int i = first; i < first + count; i++)
+    if (mma_variants[i].cfg[mask].smem + PCU_MMA_STATIC_SMEM <= smem_optin) return &mma_variants[i].cfg[mask];
+  return NULL;
+}
+
+/* Every row start of the view 16-byte aligned (2-byte elements). */
+int view_vec8(const pcu_view &v) {
   bool ok = ((uintptr_t)v.buf % 16) == 0 && v.offset % 8 == 0 && v.sn % 8 == 0 && (v.nh <= 1 || v.sh % 8 == 0) &&
             (v.ns <= 1 || v.ss % 8 == 0) && (v.nb <= 1 || v.sb % 8 == 0);
   return ok ? 1 : 0;
 }
+
+/* 16-bit output whose row starts are 4-byte aligned. */
+int view_vec2(const pcu_view &v) {
+  bool ok = (v.dtype == PCU_F16 || v.dtype == PCU_BF16) && ((uintptr_t)v.buf % 4) == 0 && v.offset % 2 == 0 &&
+            v.sn % 2 == 0 && (v.nh <= 1 || v.sh % 2 == 0) && (v.ns <= 1 || v.ss % 2 == 0) && (v.nb <= 1 || v.sb % 2 == 0);
+  return ok ? 1 : 0;
+}
+
+} /* namespace */
 
 /* cudaErrorNotSupported when this path does not apply (the caller then uses flash.cu). */
 extern "C" int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin) {
   const int dt = a->q.dtype;
   if (cc < 80 || a->layout || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt)
     return (int)cudaErrorNotSupported;
-  const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
-  void (*kernel)(pcu_flash_args, int64_t, int, int, int) = NULL;
-  size_t smem = 0;
-  const bool bf = dt == PCU_BF16;
-  if (dmax <= 32) { kernel = bf ? k_flash_mma<32, true> : k_flash_mma<32, false>; smem = MmaCfg<32>::SMEM; }
-  else if (dmax <= 64) { kernel = bf ? k_flash_mma<64, true> : k_flash_mma<64, false>; smem = MmaCfg<64>::SMEM; }
-  else if (dmax <= 128) { kernel = bf ? k_flash_mma<128, true> : k_flash_mma<128, false>; smem = MmaCfg<128>::SMEM; }
-  if (!kernel || smem > smem_optin) return (int)cudaErrorNotSupported;
-  const int64_t nqt = (a->q.n + MMA_BM - 1) / MMA_BM, blocks = nqt * a->q.nh * a->q.ns * a->q.nb;
+  const int64_t nq = a->q.n, nk = a->k.n, lim = (int64_t)1 << 30;
+  if (nq >= lim || nk >= lim || a->q.d > 256 || a->k.d > 256 || a->v.d > 256 || a->k.nh <= 0 ||
+      a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns >= lim)
+    return (int)cudaErrorNotSupported;
+  const int64_t dmax = a->q.d > a->v.d ? (a->q.d > a->k.d ? a->q.d : a->k.d) : (a->v.d > a->k.d ? a->v.d : a->k.d);
+  int d = 32;
+  while (d < dmax) d *= 2;
+  const mma_kernels *v = mma_pick(d, a->mask.buf != NULL, smem_optin);
+  if (!v) return (int)cudaErrorNotSupported;
+  mma_kernel_fn kernel = v->k[dt == PCU_BF16];
+  const int64_t nqt = (nq + v->bm - 1) / v->bm, blocks = nqt * a->q.nh * a->q.ns * a->q.nb;
   if (blocks <= 0) return 0;
   if (blocks > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute((const void *)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  if (v->smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute((const void *)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)v->smem);
     if (e != cudaSuccess) return (int)e;
   }
-  kernel<<<(unsigned)blocks, MMA_THREADS, smem, s>>>(*a, nqt, view_vec8(a->q), view_vec8(a->k), view_vec8(a->v));
+  /* j <= i + off for i in [0, nq), j in [0, nk): the same for every off <= -nq and every off >= nk */
+  int64_t off = a->causal_offset;
+  if (off < -nq) off = -nq;
+  if (off > nk) off = nk;
+  const int flags = view_vec8(a->q) | view_vec8(a->k) << 1 | view_vec8(a->v) << 2 | view_vec2(a->out) << 3;
+  kernel<<<(unsigned)blocks, v->threads, v->smem, s>>>(*a, (int)nqt, (int)off, flags);
   return (int)cudaGetLastError();
 }
