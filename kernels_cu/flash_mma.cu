@@ -470,7 +470,8 @@ struct mma_variant {
  * starts the search at the k-th entry of the head dim's list instead. Entry 0: 4 warps of 32
  * rows (8 warps of 16 at d=256), two kv buffers (the shared memory that two blocks per
  * multiprocessor leave free anyway); entry 1: the same shapes with single buffers
- * (FlashAttention-2's schedule); entry 2 (d 64, 128): 8 warps of 16 rows, Q in registers.
+ * (FlashAttention-2's schedule); entry 2: at d 64 and 128, 8 warps of 16 rows with Q in
+ * registers, at d=256 4 warps, 32-key tiles, single buffers (66 KB, for 99 KB devices).
  * With a mask, d=128 uses 4 warps of 16 rows (BM 64): 32-row warps have no registers left
  * for the mask loads. */
 const mma_variant mma_variants[] = {
