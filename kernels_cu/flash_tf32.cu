@@ -26,10 +26,10 @@
  *    32*(j/4) + 4*n + j%4, so the B values a lane needs for tiles 4c..4c+3 (column slot g,
  *    keys 2t and 2t+1) are two float4 at V[2t][32c + 4g] and V[2t+1][32c + 4g], and the
  *    accumulator of a lane covers 8 consecutive columns 32c + 8t .. +7 per row.
- * Shared memory: Q [BM][D+8] (scaled, loaded once), K [BN][D+8] and V [BN][D+4], one
- * buffer each, filled by 16-byte cp.async (synchronous loads where a view is not 16-byte
- * aligned): the next K tile loads during the softmax and P V, the next V tile during the
- * next Q K^T. Pitches: D+8 makes the float2 fragment loads (half-warp: banks 8g + 2t)
+ * Shared memory: Q [BM][D+8] (scaled and converted once, see Tf32Cfg::QMODE), K [BN][D+8]
+ * and V [BN][D+4], one buffer each, filled by 16-byte cp.async (synchronous loads where a
+ * view is not 16-byte aligned): the next K tile loads during the softmax and P V, the next
+ * V tile during the next Q K^T. Pitches: D+8 makes the float2 fragment loads (half-warp: banks 8g + 2t)
  * conflict-free, D+4 the float4 V loads (quarter-warp: banks 8t + 4g).
  * Per-score checks (key bounds, causal) only on tiles that need them; the additive mask is
  * added wherever present. D (padded head dim) is 32, 64, 128 or 256; dk, dv <= D, the rest
@@ -39,13 +39,17 @@
  * file; the variants are listed once, in TF32_VARIANTS (common.cuh, "Under NVRTC"). */
 #include "common.cuh"
 
-template <int D, int BN, int MT, int NW> struct Tf32Cfg {
+template <int D, int BN, int MT, int NW, bool EX> struct Tf32Cfg {
   static constexpr int THREADS = NW * 32;
   static constexpr int BM = NW * 16 * MT;
   static constexpr int QP = D + 8; /* Q and K pitch (floats) */
   static constexpr int KP = D + 8;
   static constexpr int VP = D + 4; /* V pitch */
-  static constexpr size_t SMEM = ((size_t)BM * QP + (size_t)BN * KP + (size_t)BN * VP) * sizeof(float);
+  /* Q is stored converted once: tf32 (TF32 mode), hi and lo tiles (exact, d <= 128), or as
+   * f32, split by every warp on every kv tile (exact d = 256: no room for a second tile) */
+  static constexpr int QMODE = EX ? (D <= 128 ? 2 : 0) : 1;
+  static constexpr int QTILES = QMODE == 2 ? 2 : 1;
+  static constexpr size_t SMEM = ((size_t)QTILES * BM * QP + (size_t)BN * KP + (size_t)BN * VP) * sizeof(float);
 };
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -115,6 +119,44 @@ __device__ __forceinline__ void tf_load_rows(float *dst, int pitch, int rows, co
   }
 }
 
+/* The Q tile (rows < nrows, columns < dcols, zeros elsewhere), times mul, converted by
+ * QMODE: 0 stored as f32; 1 as tf32 (cvt.rna); 2 as tf32 hi parts at dst and lo parts at
+ * lo (same pitch). Plain loads: Q is read once per block. */
+template <int D, int THREADS, int QMODE>
+__device__ __forceinline__ void tf_load_q(float *dst, int pitch, int rows, const pcu_view &v, int64_t base,
+                                          int64_t nrows, int64_t dcols, float mul, float *lo, bool vec) {
+  constexpr int TPR = D / 4;
+  constexpr int RPP = THREADS / TPR;
+  const int c = (threadIdx.x % TPR) * 4;
+  const int nc = (int)min((int64_t)4, max((int64_t)0, dcols - c));
+  const float *src = (const float *)v.buf;
+  for (int r = threadIdx.x / TPR; r < rows; r += RPP) {
+    const int n = r < nrows ? nc : 0;
+    const int64_t at = base + (int64_t)r * v.sn + c;
+    float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (vec && n == 4) {
+      const float4 q = *(const float4 *)(src + at);
+      x[0] = q.x; x[1] = q.y; x[2] = q.z; x[3] = q.w;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        if (e < n) x[e] = src[at + e];
+    }
+    float h[4], l[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const float y = x[e] * mul;
+      uint32_t hb = __float_as_uint(y), lb = 0;
+      if (QMODE == 1) hb = tf_rna(y);
+      if (QMODE == 2) tf_split(y, hb, lb);
+      h[e] = __uint_as_float(hb);
+      l[e] = __uint_as_float(lb);
+    }
+    *(float4 *)(dst + r * pitch + c) = make_float4(h[0], h[1], h[2], h[3]);
+    if (QMODE == 2) *(float4 *)(lo + r * pitch + c) = make_float4(l[0], l[1], l[2], l[3]);
+  }
+}
+
 __device__ __forceinline__ float tf_f4(const float4 &v, int e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
 
 #endif /* __CUDA_ARCH__ >= 800 */
@@ -126,15 +168,15 @@ template <int D, int BN, int MT, int NW, bool EXACT>
 __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_t nqt, int vecq, int veck, int vecv,
                                                          int veco) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  typedef Tf32Cfg<D, BN, MT, NW> C;
+  typedef Tf32Cfg<D, BN, MT, NW, EXACT> C;
   constexpr int THREADS = C::THREADS, BM = C::BM, QP = C::QP, KP = C::KP, VP = C::VP;
   constexpr int NT = BN / 8; /* score n-tiles = P V k-steps */
   constexpr int OT = D / 8;  /* output n-tiles */
   constexpr int KS = D / 8;  /* Q K^T k-steps */
   static_assert(D % 32 == 0 && BN % 8 == 0, "tile shape");
   extern __shared__ float4 tf_smem[];
-  float *Qs = (float *)tf_smem;
-  float *Ks = Qs + BM * QP;
+  float *Qs = (float *)tf_smem;     /* QMODE 2: the hi parts; Qs + BM * QP the lo parts */
+  float *Ks = Qs + C::QTILES * BM * QP;
   float *Vs = Ks + BN * KP;
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -151,8 +193,8 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
   const int64_t wq0 = q0 + wr;
   const bool async = veck && vecv;
 
-  tf_load_rows<D, THREADS>(Qs, QP, BM, a.q, pcu_row(a.q, ib, is, ih, q0), nq - q0, dk,
-                           (float)((double)a.scale * TF_LOG2E), vecq, false);
+  tf_load_q<D, THREADS, C::QMODE>(Qs, QP, BM, a.q, pcu_row(a.q, ib, is, ih, q0), nq - q0, dk,
+                                  (float)((double)a.scale * TF_LOG2E), Qs + BM * QP, vecq);
   const int64_t kbase = pcu_row(a.k, ib, is, kh, 0), vbase = pcu_row(a.v, ib, is, kh, 0);
 
   /* keys at or beyond kend are invisible to every row of the tile */
@@ -221,7 +263,17 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
       for (int mt = 0; mt < MT; mt++) {
         const float2 x0 = *(const float2 *)(Qs + (wr + mt * 16 + g) * QP + kk * 8 + 2 * t);
         const float2 x1 = *(const float2 *)(Qs + (wr + mt * 16 + g + 8) * QP + kk * 8 + 2 * t);
-        if (EXACT) {
+        if (C::QMODE == 2) {
+          const float2 y0 = *(const float2 *)(Qs + (BM + wr + mt * 16 + g) * QP + kk * 8 + 2 * t);
+          const float2 y1 = *(const float2 *)(Qs + (BM + wr + mt * 16 + g + 8) * QP + kk * 8 + 2 * t);
+          ah[mt][0] = __float_as_uint(x0.x); ah[mt][1] = __float_as_uint(x1.x);
+          ah[mt][2] = __float_as_uint(x0.y); ah[mt][3] = __float_as_uint(x1.y);
+          al[mt][0] = __float_as_uint(y0.x); al[mt][1] = __float_as_uint(y1.x);
+          al[mt][2] = __float_as_uint(y0.y); al[mt][3] = __float_as_uint(y1.y);
+        } else if (C::QMODE == 1) {
+          ah[mt][0] = __float_as_uint(x0.x); ah[mt][1] = __float_as_uint(x1.x);
+          ah[mt][2] = __float_as_uint(x0.y); ah[mt][3] = __float_as_uint(x1.y);
+        } else if (EXACT) {
           tf_split(x0.x, ah[mt][0], al[mt][0]);
           tf_split(x1.x, ah[mt][1], al[mt][1]);
           tf_split(x0.y, ah[mt][2], al[mt][2]);
@@ -469,14 +521,15 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
 /* The variants (D, BN, MT, NW, EXACT), best first per head dim and precision; a device
  * takes the first whose shared memory fits its per-block limit, and for grids of fewer
  * than two blocks per multiprocessor the one with the fewest query rows per block. Shared
- * memory (KiB) / sm_90 registers: exact d=32 29/143, 64 53/242, 128 (BN 32) 67.5/180, 256
- * 197.5/255 (8 warps) and 98.75/255 (4 warps, BN 16: fits sm_86/89's 99 KiB; both d=256
- * exact kernels spill a few loop-invariant 64-bit offsets, reloaded a few times per kv
- * tile, none inside the mma loops); TF32 d=32 39/211 and 29/127, 64 71/230 and 53/124,
- * 128 101.5/249 and 67.5/128, 256 197.5/218 and 98.75/204. Listed once so an NVRTC build
- * instantiates the same kernels. */
+ * memory (KiB) / sm_90 registers: exact d=32 39/141, 64 71/242, 128 101.5/180 (BN 32) and
+ * 85/176 (BN 16, for sm_86/89's 99 KiB), 256 197.5/255 (8 warps) and 98.75/255 (4 warps,
+ * BN 16, for sm_80 and sm_86/89); both d=256 exact kernels spill a few loop-invariant
+ * 64-bit offsets, reloaded a few times per kv tile, none inside the mma loops. TF32 d=32
+ * 39/211 and 29/127, 64 71/230 and 53/124, 128 101.5/249 and 67.5/128, 256 197.5/218 and
+ * 98.75/204. Listed once so an NVRTC build instantiates the same kernels. */
 #define TF32_VARIANTS(X)                                                                                         \
-  X(32, 64, 1, 4, true) X(64, 64, 1, 4, true) X(128, 32, 1, 4, true) X(256, 32, 1, 8, true) X(256, 16, 1, 4, true) \
+  X(32, 64, 1, 4, true) X(64, 64, 1, 4, true) X(128, 32, 1, 4, true) X(128, 16, 1, 4, true)                      \
+  X(256, 32, 1, 8, true) X(256, 16, 1, 4, true)                                                                  \
   X(32, 64, 2, 4, false) X(32, 64, 1, 4, false) X(64, 64, 2, 4, false) X(64, 64, 1, 4, false)                    \
   X(128, 32, 2, 4, false) X(128, 32, 1, 4, false) X(256, 32, 1, 8, false) X(256, 16, 1, 4, false)
 
@@ -496,7 +549,7 @@ typedef struct tf32_variant {
 } tf32_variant;
 
 #define TF32_ENTRY(D, BN, MT, NW, EX)                                                                      \
-  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW>::BM, Tf32Cfg<D, BN, MT, NW>::THREADS, Tf32Cfg<D, BN, MT, NW>::SMEM, \
+  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW, EX>::BM, Tf32Cfg<D, BN, MT, NW, EX>::THREADS, Tf32Cfg<D, BN, MT, NW, EX>::SMEM, \
    k_flash_tf32<D, BN, MT, NW, EX>},
 static const tf32_variant tf32_variants[] = {TF32_VARIANTS(TF32_ENTRY)};
 #undef TF32_ENTRY
