@@ -84,13 +84,13 @@ __device__ __forceinline__ void tf_cp_commit() { asm volatile("cp.async.commit_g
 /* Wait until at most one committed group is still in flight. */
 __device__ __forceinline__ void tf_cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
-/* Rows [0, rows) of a [rows][D] tile into dst (row r at dst + r*pitch), columns < dcols and
- * rows < nrows from the view (row r at element base + r*sn), zeros elsewhere (K and V rows
- * beyond the keys must be 0, not garbage: 0 * NaN is NaN). async: cp.async, which needs
- * 16-byte aligned rows and mul == 1; else plain loads times mul (vec: float4 loads). */
+/* Rows [0, rows) of a [rows][D] K or V tile into dst (row r at dst + r*pitch), columns <
+ * dcols and rows < nrows from the view (row r at element base + r*sn), zeros elsewhere
+ * (rows beyond the keys must be 0, not garbage: 0 * NaN is NaN). async: cp.async, which
+ * needs 16-byte aligned rows; else plain loads (vec: float4 loads). */
 template <int D, int THREADS>
 __device__ __forceinline__ void tf_load_rows(float *dst, int pitch, int rows, const pcu_view &v, int64_t base,
-                                             int64_t nrows, int64_t dcols, float mul, bool vec, bool async) {
+                                             int64_t nrows, int64_t dcols, bool vec, bool async) {
   constexpr int TPR = D / 4; /* threads per row, 4 columns each */
   constexpr int RPP = THREADS / TPR;
   static_assert(THREADS % TPR == 0, "row split");
@@ -113,7 +113,6 @@ __device__ __forceinline__ void tf_load_rows(float *dst, int pitch, int rows, co
         if (n > 2) x.z = src[at + 2];
         if (n > 3) x.w = src[at + 3];
       }
-      x.x *= mul; x.y *= mul; x.z *= mul; x.w *= mul;
       *(float4 *)d = x;
     }
   }
@@ -225,9 +224,9 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
   }
 
   if (ntiles > 0) {
-    tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase, nk, dk, 1.0f, veck, async);
+    tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase, nk, dk, veck, async);
     tf_cp_commit();
-    tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase, nk, dv, 1.0f, vecv, async);
+    tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase, nk, dv, vecv, async);
     tf_cp_commit();
   }
   /* Committed groups in flight at the top of each iteration: this tile's K, then its V. */
@@ -256,7 +255,7 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
           if (GROUPED) sg[GROUPED ? mt : 0][GROUPED ? n : 0][e] = 0.0f;
           if (EXACT) sx[EXACT ? mt : 0][EXACT ? n : 0][e] = 0.0f;
         }
-#pragma unroll 4 /* fully unrolled, the loads of later k-steps are hoisted until registers spill */
+#pragma unroll 4 /* not fully: ptxas then hoists the loads of later k-steps until registers spill */
     for (int kk = 0; kk < KS; kk++) {
       uint32_t ah[MT][4], al[MT][4];
 #pragma unroll
@@ -314,7 +313,7 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
       }
     }
     __syncthreads(); /* every warp is done with Ks */
-    if (more) tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase + k0n * a.k.sn, nk - k0n, dk, 1.0f, veck, async);
+    if (more) tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase + k0n * a.k.sn, nk - k0n, dk, veck, async);
     tf_cp_commit(); /* possibly empty: keeps the group count uniform */
 
     /* ---- online softmax; s becomes P ---- */
@@ -476,7 +475,7 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
       }
     }
     __syncthreads(); /* every warp is done with Vs */
-    if (more) tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase + k0n * a.v.sn, nk - k0n, dv, 1.0f, vecv, async);
+    if (more) tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase + k0n * a.v.sn, nk - k0n, dv, vecv, async);
     tf_cp_commit();
   }
 
@@ -548,9 +547,9 @@ typedef struct tf32_variant {
   void (*kernel)(pcu_flash_args, int64_t, int, int, int, int);
 } tf32_variant;
 
-#define TF32_ENTRY(D, BN, MT, NW, EX)                                                                      \
-  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW, EX>::BM, Tf32Cfg<D, BN, MT, NW, EX>::THREADS, Tf32Cfg<D, BN, MT, NW, EX>::SMEM, \
-   k_flash_tf32<D, BN, MT, NW, EX>},
+#define TF32_ENTRY(D, BN, MT, NW, EX)                                                                 \
+  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW, EX>::BM, Tf32Cfg<D, BN, MT, NW, EX>::THREADS,                  \
+   Tf32Cfg<D, BN, MT, NW, EX>::SMEM, k_flash_tf32<D, BN, MT, NW, EX>},
 static const tf32_variant tf32_variants[] = {TF32_VARIANTS(TF32_ENTRY)};
 #undef TF32_ENTRY
 
