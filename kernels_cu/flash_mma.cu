@@ -24,7 +24,9 @@
  *   - The row sums l are per-thread partial sums (the 4 lanes of a row share m), reduced once
  *     at the end.
  * Grid: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt): the longest causal tiles first. */
+#ifndef __CUDACC_RTC__
 #include <stdlib.h>
+#endif
 
 #include "common.cuh"
 #include <cuda_bf16.h>
@@ -437,6 +439,31 @@ __global__ void __launch_bounds__(C::THREADS) k_flash_mma(pcu_flash_args a, int 
 
 } /* namespace pcu_mma */
 
+/* The variants (see mma_variants below): D, then (NW, MT, BN, ST, QREG) without a mask, then
+ * with one. The one list feeds the host table and, under NVRTC, the explicit instantiations
+ * (common.cuh, "Under NVRTC"); a specialization may appear only once. */
+#define MMA_VARIANTS(X) \
+  X(32, 4, 2, 64, 2, false, 4, 2, 64, 2, false) \
+  X(32, 4, 2, 64, 1, false, 4, 2, 64, 1, false) \
+  X(64, 4, 2, 64, 2, false, 4, 2, 64, 2, false) \
+  X(64, 4, 2, 64, 1, false, 4, 2, 64, 1, false) \
+  X(64, 8, 1, 64, 2, true, 4, 1, 64, 2, true) \
+  X(128, 4, 2, 64, 2, false, 4, 1, 64, 2, true) \
+  X(128, 4, 2, 64, 1, false, 4, 1, 64, 1, true) \
+  X(128, 8, 1, 64, 2, true, 8, 1, 64, 2, true) \
+  X(256, 8, 1, 64, 2, false, 8, 1, 64, 2, false) \
+  X(256, 8, 1, 64, 1, false, 8, 1, 64, 1, false) \
+  X(256, 4, 1, 32, 1, false, 4, 1, 32, 1, false)
+
+#ifdef __CUDACC_RTC__
+#define RTC_MMA_K(MASK, D, NW, MT, BN, ST, QR) \
+  template __global__ void pcu_mma::k_flash_mma<pcu_mma::Cfg<D, NW, MT, BN, ST, QR>, false, MASK>(pcu_flash_args, int, int, int); \
+  template __global__ void pcu_mma::k_flash_mma<pcu_mma::Cfg<D, NW, MT, BN, ST, QR>, true, MASK>(pcu_flash_args, int, int, int);
+#define RTC_MMA(D, NW, MT, BN, ST, QR, NW2, MT2, BN2, ST2, QR2) \
+  RTC_MMA_K(false, D, NW, MT, BN, ST, QR) RTC_MMA_K(true, D, NW2, MT2, BN2, ST2, QR2)
+MMA_VARIANTS(RTC_MMA)
+#else /* host side */
+
 /* ---- host side ---- */
 
 namespace {
@@ -464,6 +491,7 @@ struct mma_variant {
 /* arguments: D, then (NW, MT, BN, ST, QREG) without a mask, then with one */
 #define PCU_MMA_VARIANT(D, NW, MT, BN, ST, QR, NW2, MT2, BN2, ST2, QR2) \
   {D, {PCU_MMA_KERNELS(false, D, NW, MT, BN, ST, QR), PCU_MMA_KERNELS(true, D, NW2, MT2, BN2, ST2, QR2)}}
+#define PCU_MMA_ROW(...) PCU_MMA_VARIANT(__VA_ARGS__),
 
 /* Per padded head dim, in order of preference; a device takes the first whose shared memory
  * fits (the last ones fit 99 KB devices). PATTN_CUDA_MMA_CFG=k (temporary, for benchmarks)
@@ -474,19 +502,7 @@ struct mma_variant {
  * registers, at d=256 4 warps, 32-key tiles, single buffers (66 KB, for 99 KB devices).
  * With a mask, d=128 uses 4 warps of 16 rows (BM 64): 32-row warps have no registers left
  * for the mask loads. */
-const mma_variant mma_variants[] = {
-  PCU_MMA_VARIANT(32, 4, 2, 64, 2, false, 4, 2, 64, 2, false),
-  PCU_MMA_VARIANT(32, 4, 2, 64, 1, false, 4, 2, 64, 1, false),
-  PCU_MMA_VARIANT(64, 4, 2, 64, 2, false, 4, 2, 64, 2, false),
-  PCU_MMA_VARIANT(64, 4, 2, 64, 1, false, 4, 2, 64, 1, false),
-  PCU_MMA_VARIANT(64, 8, 1, 64, 2, true, 4, 1, 64, 2, true),
-  PCU_MMA_VARIANT(128, 4, 2, 64, 2, false, 4, 1, 64, 2, true),
-  PCU_MMA_VARIANT(128, 4, 2, 64, 1, false, 4, 1, 64, 1, true),
-  PCU_MMA_VARIANT(128, 8, 1, 64, 2, true, 8, 1, 64, 2, true),
-  PCU_MMA_VARIANT(256, 8, 1, 64, 2, false, 8, 1, 64, 2, false),
-  PCU_MMA_VARIANT(256, 8, 1, 64, 1, false, 8, 1, 64, 1, false),
-  PCU_MMA_VARIANT(256, 4, 1, 32, 1, false, 4, 1, 32, 1, false),
-};
+const mma_variant mma_variants[] = {MMA_VARIANTS(PCU_MMA_ROW)};
 
 int mma_cfg_env() {
   const char *e = getenv("PATTN_CUDA_MMA_CFG");
@@ -555,3 +571,4 @@ extern "C" int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, in
   kernel<<<(unsigned)blocks, v->threads, v->smem, s>>>(*a, (int)nqt, (int)off, flags);
   return (int)cudaGetLastError();
 }
+#endif /* !__CUDACC_RTC__ */
