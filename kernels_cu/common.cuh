@@ -72,6 +72,20 @@ static inline unsigned pcu_blocks(int64_t n, int threads) {
   if (b > 65535 * 64) b = 65535 * 64;
   return (unsigned)b;
 }
+
+/* Before launching `kernel` with `smem` bytes of dynamic shared memory: beyond 48 KB the
+ * limit must be raised, and the largest carveout is asked for (several blocks per
+ * multiprocessor need it; a refusal of that hint is harmless and must not linger as the
+ * launch's error). cudaSuccess or the error of raising the limit. */
+static inline cudaError_t pcu_prepare_smem(const void *kernel, size_t smem) {
+  if (smem <= 48 * 1024) return cudaSuccess;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  if (e != cudaSuccess) return e;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, (int)cudaSharedmemCarveoutMaxShared) !=
+      cudaSuccess)
+    (void)cudaGetLastError();
+  return cudaSuccess;
+}
 #endif
 
 #endif /* PATTN_CU_COMMON_CUH */

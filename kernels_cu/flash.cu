@@ -523,15 +523,8 @@ extern "C" int pcu_flash_forward(cudaStream_t s, const pcu_flash_args *a, size_t
   const int64_t blocks = nqt * a->q.nh * a->q.ns * a->q.nb;
   if (blocks <= 0) return 0;
   if (blocks > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
-  if (v->smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute((const void *)v->kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)v->smem);
-    if (e != cudaSuccess) return (int)e;
-    /* a hint (several blocks per multiprocessor need the largest carveout); a refusal is
-     * harmless, but must not linger as the launch's error */
-    if (cudaFuncSetAttribute((const void *)v->kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             (int)cudaSharedmemCarveoutMaxShared) != cudaSuccess)
-      (void)cudaGetLastError();
-  }
+  const cudaError_t e = pcu_prepare_smem((const void *)v->kernel, v->smem);
+  if (e != cudaSuccess) return (int)e;
   v->kernel<<<(unsigned)blocks, FLASH_THREADS, v->smem, s>>>(*a, nqt, view_vec4(a->q), view_vec4(a->k), view_vec4(a->v));
   return (int)cudaGetLastError();
 }

@@ -585,15 +585,8 @@ extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, i
   const int64_t blocks = nqt * units;
   if (blocks <= 0) return 0;
   if (blocks > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
-  if (v->smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute((const void *)v->kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)v->smem);
-    if (e != cudaSuccess) return (int)e;
-    /* a hint (several blocks per multiprocessor need the largest carveout); a refusal is
-     * harmless, but must not linger as the launch's error */
-    if (cudaFuncSetAttribute((const void *)v->kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             (int)cudaSharedmemCarveoutMaxShared) != cudaSuccess)
-      (void)cudaGetLastError();
-  }
+  const cudaError_t e = pcu_prepare_smem((const void *)v->kernel, v->smem);
+  if (e != cudaSuccess) return (int)e;
   /* j <= i + off for i in [0, nq), j in [0, nk) is the same for every off <= -nq and every
    * off >= nk: clamped, the kernel's sums of rows and offsets cannot overflow */
   pcu_flash_args f = *a;
