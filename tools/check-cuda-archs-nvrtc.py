@@ -23,7 +23,7 @@ host side uses (kernels_cu/common.cuh, "Under NVRTC"). Options beyond the real b
 -default-device, so that the host prototypes of backends/cuda/cuda_kernels.h are accepted
 (NVRTC rejects host declarations; nothing unannotated is called from device code, which
 nvcc would reject anyway), and --no-cache. NVRTC has no C library headers: the three the
-kernels include get the stubs below (glibc x86-64 types; math.h empty, since NVRTC declares
+kernels include get the stand-in headers below (glibc x86-64 types; math.h empty, since NVRTC declares
 CUDA's math functions itself). Everything else comes from the CUDA 12 headers.
 
 Found: libnvrtc.so.12 in $NVRTC_LIB, else nvidia/cuda_nvrtc/lib of this python3's
@@ -46,7 +46,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INCLUDE_DIRS = [os.path.join(ROOT, d) for d in ("kernels_cu", "backends/cuda", "include", "src")]
 
-STUBS = {
+STANDIN_HEADERS = {
     "stdint.h": """#pragma once
 typedef signed char int8_t; typedef short int16_t; typedef int int32_t; typedef long int64_t;
 typedef unsigned char uint8_t; typedef unsigned short uint16_t; typedef unsigned int uint32_t;
@@ -136,8 +136,8 @@ class Nvrtc:
         """(cubin bytes or None, log)"""
         lib = self.lib
         prog = ctypes.c_void_p()
-        names = list(STUBS)
-        heads = (ctypes.c_char_p * len(names))(*[STUBS[n].encode() for n in names])
+        names = list(STANDIN_HEADERS)
+        heads = (ctypes.c_char_p * len(names))(*[STANDIN_HEADERS[n].encode() for n in names])
         incs = (ctypes.c_char_p * len(names))(*[n.encode() for n in names])
         with open(src_path, "rb") as f:
             src = f.read()
