@@ -47,6 +47,49 @@ __device__ __forceinline__ int64_t pcu_row(const pcu_view &v, int64_t ib, int64_
   return v.offset + ib * v.sb + is * v.ss + ih * v.sh + i * v.sn;
 }
 
+/* cp.async (sm_80 and newer), shared by the flash kernels: 16 bytes global -> shared at the
+ * shared-space address dst, the first `bytes` read and the rest zero-filled (0: src not
+ * read); commit a group; wait until at most N committed groups are in flight. On older
+ * architectures they compile to nothing: callers use them only where __CUDA_ARCH__ >= 800. */
+__device__ __forceinline__ void pcu_cp_async16(uint32_t dst, const void *src, int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+#else
+  (void)dst; (void)src; (void)bytes;
+#endif
+}
+__device__ __forceinline__ void pcu_cp_async16(void *dst, const void *src, int bytes) {
+  pcu_cp_async16((uint32_t)__cvta_generic_to_shared(dst), src, bytes);
+}
+__device__ __forceinline__ void pcu_cp_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void pcu_cp_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+/* A flash block's tile: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt), so the longest
+ * causal tiles start first; kh is the kv head of query head ih (GQA). */
+struct pcu_flash_tile {
+  int64_t qt, ih, is, ib, kh;
+};
+__device__ __forceinline__ pcu_flash_tile pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt) {
+  pcu_flash_tile t;
+  int64_t bid = blockIdx.x;
+  t.qt = nqt - 1 - bid % nqt;
+  bid /= nqt;
+  t.ih = bid % a.q.nh;
+  bid /= a.q.nh;
+  t.is = bid % a.q.ns;
+  t.ib = bid / a.q.ns;
+  t.kh = t.ih / (a.q.nh / a.k.nh);
+  return t;
+}
+
 /* Grid-stride loop over [0, n) with 64-bit indices. */
 #define PCU_FOR(idx, n) \
   for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < (n); idx += (int64_t)gridDim.x * blockDim.x)

@@ -153,13 +153,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64
 
   const int tid = threadIdx.x, tx = tid & 7, ty = tid >> 3;
   const int64_t nq = a.q.n, nk = a.k.n, dk = a.q.d, dv = a.v.d;
-  const int64_t hq = a.q.nh, group = hq / a.k.nh;
-  int64_t bid = blockIdx.x;
-  const int64_t qt = nqt - 1 - bid % nqt; /* the longest causal tiles start first */
-  bid /= nqt;
-  const int64_t ih = bid % hq; bid /= hq;
-  const int64_t is = bid % a.q.ns, ib = bid / a.q.ns;
-  const int64_t kh = ih / group;
+  const pcu_flash_tile tile = pcu_flash_tile_of(a, nqt);
+  const int64_t qt = tile.qt, ih = tile.ih, is = tile.is, ib = tile.ib, kh = tile.kh;
   const int64_t q0 = qt * BM;
 
   load_tile<D, true>(Qt, C::QP, BM, a.q, pcu_row(a.q, ib, is, ih, q0), nq - q0, dk, a.scale, vecq);
@@ -263,28 +258,6 @@ template <int D, int RM, int BN> struct Flash2Cfg {
   static constexpr size_t SMEM = (size_t)(Q_FL + K_FL + V_FL + P_FL) * sizeof(float);
 };
 
-/* 16 bytes global -> shared, the first `bytes` of them read and the rest zero-filled (bytes
- * 0: zeros, src not read). Only called where __CUDA_ARCH__ >= 800. */
-__device__ __forceinline__ void cp_async16(float *dst, const float *src, int bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes) : "memory");
-#else
-  (void)dst; (void)src; (void)bytes;
-#endif
-}
-__device__ __forceinline__ void cp_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-/* Wait until at most one committed group is still in flight. */
-__device__ __forceinline__ void cp_wait1() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-#endif
-}
-
 /* Rows [0, rows) of a [rows][D] tile, row r at dst[r*pitch], cols < dcols and rows < nrows
  * valid, zeros elsewhere (V rows beyond the keys must be 0: P is 0 there, and 0*garbage
  * could be NaN). async: cp.async (f32, 16-byte aligned rows). */
@@ -300,7 +273,7 @@ __device__ __forceinline__ void load_rows(float *dst, int pitch, int rows, const
     float *d = dst + r * pitch + c;
     if (async) {
       const float *src = (const float *)v.buf + (n > 0 ? base + (int64_t)r * v.sn + c : 0);
-      cp_async16(d, src, n * 4);
+      pcu_cp_async16(d, src, n * 4);
     } else {
       float x[4];
       load4(v.buf, v.dtype, base + (int64_t)r * v.sn + c, n, vec, x);
@@ -342,13 +315,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
 
   const int tid = threadIdx.x, tx = tid & 7, ty = tid >> 3;
   const int64_t nq = a.q.n, nk = a.k.n, dk = a.q.d, dv = a.v.d;
-  const int64_t hq = a.q.nh, group = hq / a.k.nh;
-  int64_t bid = blockIdx.x;
-  const int64_t qt = nqt - 1 - bid % nqt; /* the longest causal tiles start first */
-  bid /= nqt;
-  const int64_t ih = bid % hq; bid /= hq;
-  const int64_t is = bid % a.q.ns, ib = bid / a.q.ns;
-  const int64_t kh = ih / group;
+  const pcu_flash_tile tile = pcu_flash_tile_of(a, nqt);
+  const int64_t qt = tile.qt, ih = tile.ih, is = tile.is, ib = tile.ib, kh = tile.kh;
   const int64_t q0 = qt * BM;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const bool async = veck && vecv && a.k.dtype == PCU_F32 && a.v.dtype == PCU_F32;
@@ -384,14 +352,14 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
   int64_t it = t_begin, k0 = TILE_K0(it);
   if (k0 < kend) {
     load_rows<D>(Ks, C::KP, BN, a.k, kbase + k0 * a.k.sn, nk - k0, dk, veck, async);
-    cp_commit();
+    pcu_cp_commit();
     load_rows<D>(Vs, D, BN, a.v, vbase + k0 * a.v.sn, nk - k0, dv, vecv, async);
-    cp_commit();
+    pcu_cp_commit();
   }
   /* Committed groups in flight at the top of each iteration: this tile's K, then its V. */
   while (k0 < kend) {
     const int64_t k0n = TILE_K0(it + 1);
-    cp_wait1(); /* K of this tile landed */
+    pcu_cp_wait<1>(); /* K of this tile landed */
     __syncthreads(); /* every thread's K (and, first time, Q) stores are visible */
 
     float s[RM][CN];
@@ -416,7 +384,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
     }
     __syncthreads(); /* every thread is done with Ks */
     if (k0n < kend) load_rows<D>(Ks, C::KP, BN, a.k, kbase + k0n * a.k.sn, nk - k0n, dk, veck, async);
-    cp_commit(); /* possibly empty: keeps the group count uniform */
+    pcu_cp_commit(); /* possibly empty: keeps the group count uniform */
 
 #pragma unroll
     for (int r = 0; r < RM; r++) {
@@ -429,7 +397,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
 #pragma unroll
       for (int r = 0; r < RM; r++) p[r] = s[r][c];
     }
-    cp_wait1(); /* V of this tile landed (the next K may still be in flight) */
+    pcu_cp_wait<1>(); /* V of this tile landed (the next K may still be in flight) */
     __syncthreads(); /* P and V visible */
 
 #pragma unroll 4
@@ -445,7 +413,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
     }
     __syncthreads(); /* every thread is done with Vs and Pt */
     if (k0n < kend) load_rows<D>(Vs, D, BN, a.v, vbase + k0n * a.v.sn, nk - k0n, dv, vecv, async);
-    cp_commit();
+    pcu_cp_commit();
     it++;
     k0 = k0n;
   }

@@ -93,14 +93,6 @@ __device__ __forceinline__ float ex2(float x) {
   return y;
 }
 
-/* 16 bytes global -> shared: the first `bytes` read, the rest zero-filled (0: src not read). */
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-/* Wait until at most N committed groups are still in flight. */
-template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-
 /* ROWS x D tile of 16-bit elements into shared memory (pitch C::P) from rows of stride sn
  * starting at src; rows >= nrows and columns >= dcols become 0. async: cp.async (every row
  * start 16-byte aligned); else plain element loads and 16-byte shared stores. Chunk c of
@@ -125,7 +117,7 @@ __device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, in
     const uint16_t *s = s0 + it * step;
     const int bytes = r < nrows ? cbytes : 0;
     if (async) {
-      cp_async16(d0 + (uint32_t)(it * RSTEP * C::P * 2), bytes > 0 ? (const void *)s : (const void *)src, bytes);
+      pcu_cp_async16(d0 + (uint32_t)(it * RSTEP * C::P * 2), bytes > 0 ? (const void *)s : (const void *)src, bytes);
     } else {
       uint32_t w[4];
 #pragma unroll
@@ -233,19 +225,19 @@ __global__ void __launch_bounds__(C::THREADS) k_flash_mma(pcu_flash_args a, int 
      * ST 2: [K(j), V(j), K(j+1)] (possibly empty groups past the last tile). */
     load_tile<C, BM>(Qs, qg, a.q.sn, nq - q0, dq, asq);
     load_tile<C, BN>(Ks, ktile(0, pcu_row(a.k, ib0, is0, kh, 0)), a.k.sn, nk, dk, ask);
-    cp_commit();
+    pcu_cp_commit();
     if (ST == 2) {
       load_tile<C, BN>(Vs, vtile(0, pcu_row(a.v, ib0, is0, kh, 0)), a.v.sn, nk, dv, asv);
-      cp_commit();
+      pcu_cp_commit();
       if (ntiles > 1) load_tile<C, BN>(Ks + C::KV_EL, ktile(BN, pcu_row(a.k, ib0, is0, kh, 0)), a.k.sn, nk - BN, dk, ask);
-      cp_commit();
+      pcu_cp_commit();
     }
     uint32_t qf[C::QREG ? MT : 1][C::QREG ? KT : 1][4];
 
     for (int j = 0; j < ntiles; j++) {
       const int k0 = j * BN;
       const uint32_t boff = ST == 2 ? (uint32_t)((j & 1) * C::KV_EL * 2) : 0u;
-      if (ST == 2) cp_wait<2>(); else cp_wait<0>(); /* K(j) (and Q) landed */
+      if (ST == 2) pcu_cp_wait<2>(); else pcu_cp_wait<0>(); /* K(j) (and Q) landed */
       __syncthreads(); /* ... for every thread; every thread is done with P V(j-1) */
       if (ST == 2) {
         if (j + 1 < ntiles)
@@ -253,7 +245,7 @@ __global__ void __launch_bounds__(C::THREADS) k_flash_mma(pcu_flash_args a, int 
       } else {
         load_tile<C, BN>(Vs, vtile(k0, plane_off[1]), a.v.sn, nk - k0, dv, asv);
       }
-      cp_commit();
+      pcu_cp_commit();
       if (C::QREG && j == 0) {
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -362,15 +354,15 @@ __global__ void __launch_bounds__(C::THREADS) k_flash_mma(pcu_flash_args a, int 
           }
       } /* !wskip */
 
-      if (ST == 2) cp_wait<2>(); else cp_wait<0>(); /* V(j) landed */
+      if (ST == 2) pcu_cp_wait<2>(); else pcu_cp_wait<0>(); /* V(j) landed */
       __syncthreads(); /* ... for every thread; every thread is done with K(j) */
       if (ST == 2) {
         if (j + 2 < ntiles)
           load_tile<C, BN>(Ks + (j & 1) * C::KV_EL, ktile(k0 + 2 * BN, plane_off[0]), a.k.sn, nk - k0 - 2 * BN, dk, ask);
-        cp_commit();
+        pcu_cp_commit();
       } else if (j + 1 < ntiles) {
         load_tile<C, BN>(Ks, ktile(k0 + BN, plane_off[0]), a.k.sn, nk - k0 - BN, dk, ask);
-        cp_commit();
+        pcu_cp_commit();
       }
 
       /* O += P V(j) */
@@ -389,7 +381,7 @@ __global__ void __launch_bounds__(C::THREADS) k_flash_mma(pcu_flash_args a, int 
           }
       }
     }
-    cp_wait<0>(); /* nothing left in flight (only empty groups can remain) */
+    pcu_cp_wait<0>(); /* nothing left in flight (only empty groups can remain) */
   }
 
   /* out = out_scale * O / l, lse = ln(sum exp(score)); a row without visible keys: 0, -inf.

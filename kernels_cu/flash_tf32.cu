@@ -76,14 +76,6 @@ __device__ __forceinline__ void tf_mma(float *c, const uint32_t *a, uint32_t b0,
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ void tf_cp_async16(float *dst, const float *src, int bytes) {
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void tf_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-/* Wait until at most one committed group is still in flight. */
-__device__ __forceinline__ void tf_cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
-
 /* Rows [0, rows) of a [rows][D] K or V tile into dst (row r at dst + r*pitch), columns <
  * dcols and rows < nrows from the view (row r at element base + r*sn), zeros elsewhere
  * (rows beyond the keys must be 0, not garbage: 0 * NaN is NaN). async: cp.async, which
@@ -102,7 +94,7 @@ __device__ __forceinline__ void tf_load_rows(float *dst, int pitch, int rows, co
     float *d = dst + r * pitch + c;
     const int64_t at = base + (int64_t)r * v.sn + c;
     if (async) {
-      tf_cp_async16(d, src + (n > 0 ? at : 0), n * 4);
+      pcu_cp_async16(d, src + (n > 0 ? at : 0), n * 4);
     } else {
       float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       if (vec && n == 4) {
@@ -180,13 +172,8 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int64_t nq = a.q.n, nk = a.k.n, dk = a.q.d, dv = a.v.d;
-  const int64_t hq = a.q.nh, group = hq / a.k.nh;
-  int64_t bid = blockIdx.x;
-  const int64_t qt = nqt - 1 - bid % nqt; /* the longest causal tiles start first */
-  bid /= nqt;
-  const int64_t ih = bid % hq; bid /= hq;
-  const int64_t is = bid % a.q.ns, ib = bid / a.q.ns;
-  const int64_t kh = ih / group;
+  const pcu_flash_tile tile = pcu_flash_tile_of(a, nqt);
+  const int64_t qt = tile.qt, ih = tile.ih, is = tile.is, ib = tile.ib, kh = tile.kh;
   const int64_t q0 = qt * BM;
   const int wr = warp * 16 * MT;  /* the warp's first row in the tile */
   const int64_t wq0 = q0 + wr;
@@ -225,15 +212,15 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
 
   if (ntiles > 0) {
     tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase, nk, dk, veck, async);
-    tf_cp_commit();
+    pcu_cp_commit();
     tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase, nk, dv, vecv, async);
-    tf_cp_commit();
+    pcu_cp_commit();
   }
   /* Committed groups in flight at the top of each iteration: this tile's K, then its V. */
   for (int64_t it = 0; it < ntiles; it++) {
     const int64_t k0 = it * BN, k0n = k0 + BN;
     const bool more = it + 1 < ntiles;
-    tf_cp_wait1();   /* this thread's K copies landed */
+    pcu_cp_wait<1>();   /* this thread's K copies landed */
     __syncthreads(); /* everyone's K (and, the first time, Q) stores are visible */
 
     /* ---- S = Q K^T (log2 units) ----
@@ -314,7 +301,7 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
     }
     __syncthreads(); /* every warp is done with Ks */
     if (more) tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase + k0n * a.k.sn, nk - k0n, dk, veck, async);
-    tf_cp_commit(); /* possibly empty: keeps the group count uniform */
+    pcu_cp_commit(); /* possibly empty: keeps the group count uniform */
 
     /* ---- online softmax; s becomes P ---- */
     if (EXACT) {
@@ -388,7 +375,7 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
         }
       }
 
-    tf_cp_wait1();   /* this thread's V copies landed (the next K may be in flight) */
+    pcu_cp_wait<1>();   /* this thread's V copies landed (the next K may be in flight) */
     __syncthreads(); /* everyone's V is visible */
 
     /* ---- O += P V ----
@@ -476,7 +463,7 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
     }
     __syncthreads(); /* every warp is done with Vs */
     if (more) tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase + k0n * a.v.sn, nk - k0n, dv, vecv, async);
-    tf_cp_commit();
+    pcu_cp_commit();
   }
 
   /* ---- epilogue: out = out_scale * o / l, lse = ln(sum exp(scores)) ---- */
