@@ -129,6 +129,23 @@ pattn_status pattn_tensor_read_f32(const pattn_tensor *t, float *dst, size_t cou
   return st;
 }
 
+pattn_status pattn_tensor_fill(pattn_tensor *t, float value) {
+  if (!t) return pattn__global_error(PATTN_ERR_INVALID_ARGUMENT, "tensor_fill: t is NULL");
+  if (t->numel == 0) return PATTN_OK;
+  /* the elements as rows of the last extent: one dense view the backends' fill walks */
+  pattn_view v;
+  memset(&v, 0, sizeof v);
+  v.buf = t->buf;
+  v.dtype = t->dtype;
+  v.offset = (int64_t)(t->byte_offset / pattn_dtype_bytes(t->dtype));
+  v.nb = v.ns = v.nh = 1;
+  v.d = t->ndim > 0 ? t->shape[t->ndim - 1] : 1;
+  v.n = t->numel / v.d;
+  v.sn = v.d;
+  v.sh = v.ss = v.sb = v.n * v.d;
+  return t->ctx->be->fill(t->ctx, &v, value);
+}
+
 pattn_dtype pattn_tensor_dtype(const pattn_tensor *t) { return t ? t->dtype : PATTN_F32; }
 int pattn_tensor_ndim(const pattn_tensor *t) { return t ? t->ndim : 0; }
 int64_t pattn_tensor_dim(const pattn_tensor *t, int i) { return (t && i >= 0 && i < t->ndim) ? t->shape[i] : -1; }

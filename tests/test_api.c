@@ -14,6 +14,7 @@
 
 #include "pattn_config.h" /* the version Meson configured */
 #include "ref_naive.h"
+#include "testing.h"
 #include "test_util.h"
 
 /* ---- options, contexts, environment ---- */
@@ -378,6 +379,53 @@ static void test_events(void **state) {
   free(x);
 }
 
+/* pattn_tensor_fill on ctx: every element of an f32, f16 and bf16 tensor becomes the value
+ * rounded to the dtype (1/3: 0x3eaaaaab, 0x3555, 0x3eab), and nothing past the tensor moves. */
+static void fill_on(pattn_context *ctx, const char *name) {
+  const pattn_dtype dts[3] = {PATTN_F32, PATTN_F16, PATTN_BF16};
+  const uint32_t want[3] = {0x3eaaaaabu, 0x3555u, 0x3eabu};
+  int64_t shape[3] = {3, 5, 67}; /* 1005 elements: no multiple of any vector width */
+  for (int i = 0; i < 3; i++) {
+    pattn_testing_set_guard_bytes(ctx, 256);
+    pattn_tensor *t = NULL;
+    assert_int_equal(pattn_tensor_create(ctx, dts[i], 3, shape, &t), PATTN_OK);
+    assert_int_equal(pattn_tensor_fill(t, 1.0f / 3.0f), PATTN_OK);
+    uint8_t raw[1005 * 4];
+    size_t es = pattn_dtype_size(dts[i]);
+    assert_int_equal(pattn_tensor_read(t, raw, 1005 * es), PATTN_OK);
+    for (int j = 0; j < 1005; j++) {
+      uint32_t bits = 0;
+      memcpy(&bits, raw + (size_t)j * es, es);
+      if (bits != want[i]) fail_msg("%s: dtype %d element %d is 0x%x, not 0x%x", name, (int)dts[i], j, bits, want[i]);
+    }
+    assert_true(pattn_testing_guards_intact(t));
+    /* -inf is a value like any other (the merges fill with it) */
+    assert_int_equal(pattn_tensor_fill(t, -INFINITY), PATTN_OK);
+    float f[1005];
+    assert_int_equal(pattn_tensor_read_f32(t, f, 1005), PATTN_OK);
+    for (int j = 0; j < 1005; j++) assert_true(isinf(f[j]) && f[j] < 0);
+    pattn_tensor_destroy(t);
+  }
+  assert_int_equal(pattn_tensor_fill(NULL, 0.0f), PATTN_ERR_INVALID_ARGUMENT);
+}
+
+static void test_tensor_fill(void **state) {
+  (void)state;
+  fill_on(g_ctx, "cpu");
+  /* and on every other backend this build has a device for */
+  const char *names[8];
+  int count = 8;
+  assert_int_equal(pattn_backends_available(names, &count), PATTN_OK);
+  for (int i = 0; i < count; i++) {
+    if (!strcmp(names[i], "cpu")) continue;
+    pattn_status st;
+    pattn_context *c = tu_context(names[i], 0, &st);
+    if (!c) continue; /* listed but no device: the backends' own tests cover that */
+    fill_on(c, names[i]);
+    pattn_context_destroy(c);
+  }
+}
+
 static void test_memory_stats(void **state) {
   (void)state;
   size_t in0 = 0, peak0 = 0, in1 = 0, peak1 = 0, in2 = 0, peak2 = 0;
@@ -584,6 +632,7 @@ int main(void) {
       cmocka_unit_test(test_tensor_metadata), cmocka_unit_test(test_tensor_roundtrip),
       cmocka_unit_test(test_conversions),     cmocka_unit_test(test_memory_stats),
       cmocka_unit_test(test_device_memory),     cmocka_unit_test(test_events),
+      cmocka_unit_test(test_tensor_fill),
   };
   int fails = cmocka_run_group_tests_name("api", once, NULL, NULL);
   fails += REF_RUN_BOTH_MODES("tensors", per_mode);

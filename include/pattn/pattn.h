@@ -99,6 +99,9 @@ PATTN_API pattn_status pattn_tensor_read(const pattn_tensor *t, void *dst, size_
 /* count must equal the number of elements; converts with round-to-nearest-even */
 PATTN_API pattn_status pattn_tensor_write_f32(pattn_tensor *t, const float *src, size_t count);
 PATTN_API pattn_status pattn_tensor_read_f32(const pattn_tensor *t, float *dst, size_t count);
+/* pattn extension: every element := value (rounded to the dtype, round-to-nearest-even),
+ * enqueued on the context's queue like an operator (asynchronous on GPU backends) */
+PATTN_API pattn_status pattn_tensor_fill(pattn_tensor *t, float value);
 /* pattn extension: what a tensor is */
 PATTN_API pattn_dtype  pattn_tensor_dtype(const pattn_tensor *t);
 PATTN_API int          pattn_tensor_ndim(const pattn_tensor *t);
