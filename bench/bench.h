@@ -103,6 +103,7 @@ typedef struct bench_opts {
   double      max_seconds; /* per-row budget */
   double      max_mem_mb;  /* 0: no limit */
   int         quiet;       /* no progress on stderr */
+  double      flush_mb;    /* scratch filled before each timed run on GPU backends; <0: default */
   /* ring-scaling (suite_ring_scaling.c) */
   const char *comm;        /* --comm nccl | mpi; NULL: nccl on cuda where it works, else mpi */
   int64_t     ring_tokens; /* --ring-tokens: tokens per GPU (weak scaling); 0: 32768 */
@@ -140,6 +141,7 @@ void         ops_release_host(void); /* frees the host input buffer (end of a su
 /* measure.c: fills row (timing, memory, status) for spec on ctx. label_for_estimate groups
  * rows whose run time scales with op_flops/op_bytes (same impl, growing shape). */
 void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_row *row);
+void bench_flush_release(void); /* before the context of the runs is destroyed */
 /* the checks bench_measure makes before creating anything (--max-mem, the run time
  * extrapolated from a smaller row of the same suite, op, impl and dtype): 1 and the row
  * marked skipped when the row would be skipped */

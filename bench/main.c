@@ -41,6 +41,9 @@ static void usage(FILE *f) {
           "                     extrapolated from a smaller size, exceeds it are skipped (✗)\n"
           "  --max-mem MB       skip rows whose memory estimate exceeds MB (default: 75%% of\n"
           "                     RAM on the CPU backend, none elsewhere: the device says OOM)\n"
+          "  --flush-mb MB      GPU backends: fill an MB scratch tensor on the queue before\n"
+          "                     each timed run (default 256: cold L2, launch latency hidden;\n"
+          "                     0: off)\n"
           "  --quiet            no progress lines on stderr\n"
           "  --comm C           ring-scaling: nccl | mpi (default: nccl on cuda where it\n"
           "                     works, else mpi)\n"
@@ -58,6 +61,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
   o->reps = 10;
   o->max_seconds = -1;
   o->max_mem_mb = -1;
+  o->flush_mb = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -86,6 +90,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
     else if (ARG("--compare")) o->compare = v;
     else if (ARG("--reps")) o->reps = atoi(v);
     else if (ARG("--max-seconds")) o->max_seconds = atof(v);
+    else if (ARG("--flush-mb")) o->flush_mb = atof(v);
     else if (ARG("--max-mem")) o->max_mem_mb = atof(v);
     else if (ARG("--comm")) o->comm = v;
     else if (ARG("--ring-tokens")) o->ring_tokens = atoll(v);
@@ -122,9 +127,11 @@ void print_header(FILE *f, const bench_env *env, const char *title) {
   fprintf(f, "%s\n", title);
   fprintf(f, "pattn %s | backend: %s | device: %s | date: %s\n", pattn_version(),
           env->backend_name, env->device_name, date);
+  double flush = env->is_cpu ? 0 : env->opts->flush_mb < 0 ? 256 : env->opts->flush_mb;
   fprintf(f, "timing: warm-up, then median of %d runs (device events on GPU backends, else a "
-             "synchronised CLOCK_MONOTONIC); memory: peak bytes pattn allocated, inputs "
-             "included\n\n", env->opts->reps);
+             "synchronised CLOCK_MONOTONIC)", env->opts->reps);
+  if (flush > 0) fprintf(f, ", each after a %.0f MB fill on the same queue (cold L2)", flush);
+  fprintf(f, "; memory: peak bytes pattn allocated, inputs included\n\n");
 }
 
 void bench_progress(bench_env *env, const bench_row *r) {
@@ -236,6 +243,7 @@ int main(int argc, char **argv) {
     if (all ? !in_all(g_suites[i]) : strcmp(o.suite, g_suites[i]->name)) continue;
     if (run_suite(g_suites[i], &o, ctx, peers, npeers)) rc = 1;
   }
+  bench_flush_release();
   pattn_context_destroy(ctx);
   if (ring) ring_scaling_finalize();
   free(peers);

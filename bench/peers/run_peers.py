@@ -70,6 +70,10 @@ class Runner:
         self.rows = []
         self.est = {}  # (suite, op, impl, dtype) -> (cost, seconds): skip what will not fit
         self.max_seconds = args.max_seconds or 30.0
+        # as pattn-bench: a scratch fill on the stream before each timed run (cold L2, and the
+        # GPU still busy while the host issues the op)
+        mb = args.flush_mb if self.cuda else 0
+        self.flush = torch.empty(int(mb * 2**20) // 4 + 1024, dtype=torch.float32, device=self.dev) if mb > 0 else None
 
     def dt(self, default):
         """the suite's dtype, unless --dtype overrides it (as pattn-bench's --dtype)"""
@@ -87,6 +91,8 @@ class Runner:
         """one run in ms: CUDA events around the call on CUDA, a clock on the CPU"""
         if self.cuda:
             e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            if self.flush is not None:
+                self.flush.zero_()
             e0.record()
             fn()
             e1.record()
@@ -585,6 +591,8 @@ def main():
                     help="torch CPU threads (default 2 for the quick suite on CPU, as pattn)")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                     help="add torch.compile rows (default on CUDA; --no-compile skips them)")
+    ap.add_argument("--flush-mb", type=float, default=256.0,
+                    help="CUDA: zero an MB scratch tensor before each timed run (0: off), as pattn-bench")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     if args.compile is None:
