@@ -9,9 +9,20 @@
  * Parallel to kernels_cl/lrpe.cl. */
 #include "common.cuh"
 
+#ifndef THREADS
 #define THREADS 256
+#endif
 /* batch rows whose loads are in flight together */
+#ifndef BU
 #define BU 4
+#endif
+/* blocks per multiprocessor the register budget must allow */
+#ifndef FWD_MINB
+#define FWD_MINB 4
+#endif
+#ifndef BWD_MINB
+#define BWD_MINB 2
+#endif
 
 typedef struct lrpe_geom {
   uint32_t shape[8];
@@ -128,17 +139,41 @@ template <int V>
 __device__ __forceinline__ void angles(const pcu_lrpe_args &a, const lrpe_geom &g, const lrpe_item &it, bool fwd,
                                        float *cs, float *sn) {
   __shared__ float sc[2][V][THREADS];
+  /* the V angles: read from the cache (backward) or formed, and written to the cache by the
+   * forward's first chunk; 16 bytes at a time where the cache row allows it */
+  const int64_t c0 = a.cache.offset + it.row * g.d + it.k;
+  float *cache = (float *)a.cache.buf;
+  const bool cvec = cache && it.nv == V && V % 4 == 0 && (c0 & 3) == 0 && ((uintptr_t)cache & 15) == 0;
+  float ang[V];
+  if (!fwd && cvec) {
+#pragma unroll
+    for (int q = 0; q < V / 4; q++) {
+      const float4 t = *(const float4 *)(cache + c0 + 4 * q);
+      ang[4 * q] = t.x; ang[4 * q + 1] = t.y; ang[4 * q + 2] = t.z; ang[4 * q + 3] = t.w;
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < V; e++)
+      ang[e] = e >= it.nv ? 0.0f : !fwd && cache ? cache[c0 + e] : angle(a, g, it.hh, it.t, it.k + e);
+  }
+  if (fwd && cache && it.b0 == 0) {
+    if (cvec) {
+#pragma unroll
+      for (int q = 0; q < V / 4; q++)
+        stg((float4 *)(cache + c0 + 4 * q), make_float4(ang[4 * q], ang[4 * q + 1], ang[4 * q + 2], ang[4 * q + 3]));
+    } else {
+#pragma unroll
+      for (int e = 0; e < V; e++)
+        if (e < it.nv) cache[c0 + e] = ang[e];
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < V; e++) sc[0][e][threadIdx.x] = ang[e];
+  /* one sincosf at a time (see above); each thread reads and writes only its own slots */
 #pragma unroll 1
   for (int e = 0; e < V; e++) {
-    float ang = 0.0f;
-    if (e < it.nv) {
-      const int64_t ci = a.cache.offset + it.row * g.d + it.k + e;
-      if (!fwd && a.cache.buf) ang = ((const float *)a.cache.buf)[ci];
-      else ang = angle(a, g, it.hh, it.t, it.k + e);
-      if (fwd && a.cache.buf && it.b0 == 0) ((float *)a.cache.buf)[ci] = ang;
-    }
     float sv, cv;
-    sincosf(ang, &sv, &cv);
+    sincosf(sc[0][e][threadIdx.x], &sv, &cv);
     sc[0][e][threadIdx.x] = cv;
     sc[1][e][threadIdx.x] = sv;
   }
@@ -147,7 +182,7 @@ __device__ __forceinline__ void angles(const pcu_lrpe_args &a, const lrpe_geom &
 }
 
 template <int V, int DT, bool VEC, typename I>
-__global__ void __launch_bounds__(THREADS, 4) k_lrpe_fwd(pcu_lrpe_args a, lrpe_geom g) {
+__global__ void __launch_bounds__(THREADS, FWD_MINB) k_lrpe_fwd(pcu_lrpe_args a, lrpe_geom g) {
   lrpe_item it;
   if (!item<V, I>(a, g, it)) return;
   const int64_t bstride = (int64_t)g.h * g.n;
@@ -176,7 +211,7 @@ __global__ void __launch_bounds__(THREADS, 4) k_lrpe_fwd(pcu_lrpe_args a, lrpe_g
 }
 
 template <int V, int DT, bool VEC, typename I>
-__global__ void __launch_bounds__(THREADS, 2) k_lrpe_bwd(pcu_lrpe_args a, lrpe_geom g) {
+__global__ void __launch_bounds__(THREADS, BWD_MINB) k_lrpe_bwd(pcu_lrpe_args a, lrpe_geom g) {
   lrpe_item it;
   if (!item<V, I>(a, g, it)) return;
   const int64_t bstride = (int64_t)g.h * g.n;
@@ -216,7 +251,9 @@ LRPE_INST_I(uint32_t)
 LRPE_INST_I(uint64_t)
 #else /* host side: launchers */
 /* Threads wanted in flight: enough to fill an H100/H200-class device with a few waves. */
+#ifndef TARGET_THREADS
 #define TARGET_THREADS ((int64_t)1 << 19)
+#endif
 
 static lrpe_geom geom(const pcu_lrpe_args *a, int V) {
   lrpe_geom g;
