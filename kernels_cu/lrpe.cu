@@ -9,19 +9,30 @@
  * Parallel to kernels_cl/lrpe.cl. */
 #include "common.cuh"
 
-#ifndef THREADS
-#define THREADS 256
+/* threads per block: the backward, which reads twice what it writes, reached 87% of the
+ * copy rate with 128 against 79% with 256 (H200, bf16, b=12 h=12 d=128, n=4096-32768) */
+#ifndef FWD_THREADS
+#define FWD_THREADS 256
+#endif
+#ifndef BWD_THREADS
+#define BWD_THREADS 128
 #endif
 /* batch rows whose loads are in flight together */
 #ifndef BU
 #define BU 4
 #endif
 /* blocks per multiprocessor the register budget must allow */
+/* sincosf evaluations interleaved per thread */
+#ifndef SC_UNROLL
+#define SC_UNROLL 1
+#endif
+#define PCU_PRAGMA_(x) _Pragma(#x)
+#define PCU_UNROLL(n) PCU_PRAGMA_(unroll n)
 #ifndef FWD_MINB
 #define FWD_MINB 4
 #endif
 #ifndef BWD_MINB
-#define BWD_MINB 2
+#define BWD_MINB 4
 #endif
 
 typedef struct lrpe_geom {
@@ -117,8 +128,8 @@ struct lrpe_item {
   int64_t row, b0, b1;
   int hh, t, k, nv;
 };
-template <int V, typename I> __device__ __forceinline__ bool item(const pcu_lrpe_args &a, const lrpe_geom &g, lrpe_item &it) {
-  const I idx = (I)blockIdx.x * THREADS + threadIdx.x;
+template <int V, typename I, int TH> __device__ __forceinline__ bool item(const pcu_lrpe_args &a, const lrpe_geom &g, lrpe_item &it) {
+  const I idx = (I)blockIdx.x * TH + threadIdx.x;
   const I rows = (I)g.h * (I)g.n;
   const I row = idx / (I)g.groups;
   if (row >= rows) return false;
@@ -135,10 +146,10 @@ template <int V, typename I> __device__ __forceinline__ bool item(const pcu_lrpe
 /* sin and cos of the thread's V angles; in forward, the first chunk writes the cache. One
  * sincosf at a time, through shared memory, so the accurate sincosf's large code is not
  * replicated V times and the registers stay few enough for full occupancy. */
-template <int V>
+template <int V, int TH>
 __device__ __forceinline__ void angles(const pcu_lrpe_args &a, const lrpe_geom &g, const lrpe_item &it, bool fwd,
                                        float *cs, float *sn) {
-  __shared__ float sc[2][V][THREADS];
+  __shared__ float sc[2][V][TH];
   /* the V angles: read from the cache (backward) or formed, and written to the cache by the
    * forward's first chunk; 16 bytes at a time where the cache row allows it */
   const int64_t c0 = a.cache.offset + it.row * g.d + it.k;
@@ -169,8 +180,8 @@ __device__ __forceinline__ void angles(const pcu_lrpe_args &a, const lrpe_geom &
   }
 #pragma unroll
   for (int e = 0; e < V; e++) sc[0][e][threadIdx.x] = ang[e];
-  /* one sincosf at a time (see above); each thread reads and writes only its own slots */
-#pragma unroll 1
+  /* SC_UNROLL sincosf at a time (see above); each thread reads and writes only its own slots */
+  PCU_UNROLL(SC_UNROLL)
   for (int e = 0; e < V; e++) {
     float sv, cv;
     sincosf(sc[0][e][threadIdx.x], &sv, &cv);
@@ -182,9 +193,9 @@ __device__ __forceinline__ void angles(const pcu_lrpe_args &a, const lrpe_geom &
 }
 
 template <int V, int DT, bool VEC, typename I>
-__global__ void __launch_bounds__(THREADS, FWD_MINB) k_lrpe_fwd(pcu_lrpe_args a, lrpe_geom g) {
+__global__ void __launch_bounds__(FWD_THREADS, FWD_MINB) k_lrpe_fwd(pcu_lrpe_args a, lrpe_geom g) {
   lrpe_item it;
-  if (!item<V, I>(a, g, it)) return;
+  if (!item<V, I, FWD_THREADS>(a, g, it)) return;
   const int64_t bstride = (int64_t)g.h * g.n;
   float cs[V], sn[V];
   bool have = false;
@@ -193,7 +204,7 @@ __global__ void __launch_bounds__(THREADS, FWD_MINB) k_lrpe_fwd(pcu_lrpe_args a,
 #pragma unroll
     for (int u = 0; u < BU; u++)
       if (b0 + u < it.b1) x[u] = ld_raw<V, DT, VEC>(a.in, ((b0 + u) * bstride + it.row) * g.d + it.k, it.nv);
-    if (!have) { angles<V>(a, g, it, true, cs, sn); have = true; } /* while the loads fly */
+    if (!have) { angles<V, FWD_THREADS>(a, g, it, true, cs, sn); have = true; } /* while the loads fly */
 #pragma unroll
     for (int u = 0; u < BU; u++) {
       if (b0 + u >= it.b1) break;
@@ -211,9 +222,9 @@ __global__ void __launch_bounds__(THREADS, FWD_MINB) k_lrpe_fwd(pcu_lrpe_args a,
 }
 
 template <int V, int DT, bool VEC, typename I>
-__global__ void __launch_bounds__(THREADS, BWD_MINB) k_lrpe_bwd(pcu_lrpe_args a, lrpe_geom g) {
+__global__ void __launch_bounds__(BWD_THREADS, BWD_MINB) k_lrpe_bwd(pcu_lrpe_args a, lrpe_geom g) {
   lrpe_item it;
-  if (!item<V, I>(a, g, it)) return;
+  if (!item<V, I, BWD_THREADS>(a, g, it)) return;
   const int64_t bstride = (int64_t)g.h * g.n;
   float cs[V], sn[V];
   bool have = false;
@@ -226,7 +237,7 @@ __global__ void __launch_bounds__(THREADS, BWD_MINB) k_lrpe_bwd(pcu_lrpe_args a,
         gc[u] = ld_raw<V, DT, VEC>(a.in, o, it.nv);
         gs[u] = ld_raw<V, DT, VEC>(a.in, o + g.d, it.nv);
       }
-    if (!have) { angles<V>(a, g, it, false, cs, sn); have = true; }
+    if (!have) { angles<V, BWD_THREADS>(a, g, it, false, cs, sn); have = true; }
 #pragma unroll
     for (int u = 0; u < BU; u++) {
       if (b0 + u >= it.b1) break;
@@ -250,9 +261,12 @@ __global__ void __launch_bounds__(THREADS, BWD_MINB) k_lrpe_bwd(pcu_lrpe_args a,
 LRPE_INST_I(uint32_t)
 LRPE_INST_I(uint64_t)
 #else /* host side: launchers */
-/* Threads wanted in flight: enough to fill an H100/H200-class device with a few waves. */
+/* Threads below which the batch is split into chunks. Every chunk forms the sin/cos of its
+ * rows again, and at short sequences that work, not memory, bounds the kernel (ncu, H200,
+ * n=256: 60% of the SM's issue rate, 13% of DRAM), so chunks stay few: 2^17 threads gave
+ * 1.3-1.6x the throughput of 2^19 at n = 256-2048 and the same beyond. */
 #ifndef TARGET_THREADS
-#define TARGET_THREADS ((int64_t)1 << 19)
+#define TARGET_THREADS ((int64_t)1 << 17)
 #endif
 
 static lrpe_geom geom(const pcu_lrpe_args *a, int V) {
@@ -289,16 +303,17 @@ static bool mat_vec(const pcu_mat &m, int64_t d, int V) {
 template <int V, int DT, bool VEC> static int launch_v(cudaStream_t s, const pcu_lrpe_args *a, bool fwd) {
   const lrpe_geom g = geom(a, V);
   const int64_t items = a->h * a->n * g.groups, chunks = (a->b + g.bc - 1) / g.bc;
-  const int64_t bx = (items + THREADS - 1) / THREADS;
+  const int th = fwd ? FWD_THREADS : BWD_THREADS;
+  const int64_t bx = (items + th - 1) / th;
   if (bx > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
   const dim3 grid((unsigned)bx, (unsigned)chunks);
-  const bool narrow = bx * THREADS < ((int64_t)1 << 32);
+  const bool narrow = bx * th < ((int64_t)1 << 32);
   if (fwd) {
-    if (narrow) k_lrpe_fwd<V, DT, VEC, uint32_t><<<grid, THREADS, 0, s>>>(*a, g);
-    else k_lrpe_fwd<V, DT, VEC, uint64_t><<<grid, THREADS, 0, s>>>(*a, g);
+    if (narrow) k_lrpe_fwd<V, DT, VEC, uint32_t><<<grid, th, 0, s>>>(*a, g);
+    else k_lrpe_fwd<V, DT, VEC, uint64_t><<<grid, th, 0, s>>>(*a, g);
   } else {
-    if (narrow) k_lrpe_bwd<V, DT, VEC, uint32_t><<<grid, THREADS, 0, s>>>(*a, g);
-    else k_lrpe_bwd<V, DT, VEC, uint64_t><<<grid, THREADS, 0, s>>>(*a, g);
+    if (narrow) k_lrpe_bwd<V, DT, VEC, uint32_t><<<grid, th, 0, s>>>(*a, g);
+    else k_lrpe_bwd<V, DT, VEC, uint64_t><<<grid, th, 0, s>>>(*a, g);
   }
   return (int)cudaGetLastError();
 }
