@@ -1,7 +1,8 @@
 /* CUDA backend: dense attention (fused flash kernel, or materialised scores through cuBLAS
  * for algo NAIVE and head dims the flash kernel has no variant for), block-sparse attention
- * (the flash kernel over a list of active kv tiles), and the backward pass (cuBLAS GEMMs on
- * f32 workspaces, chunked over (batch, segment) units to bound memory). */
+ * (the flash kernel over a list of active kv tiles), and the backward pass (f16/bf16: the fused
+ * tensor-core kernel of flash_mma_bwd.cu; otherwise cuBLAS GEMMs on f32 workspaces; both
+ * chunked over (batch, segment) units to bound memory). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,14 +218,10 @@ pattn_status cuda_block_sparse(pattn_context *ctx, const pattn_block_sparse_args
 
 /* ---- backward ---- */
 
-pattn_status cuda_attention_backward(pattn_context *ctx, const pattn_attn_bwd_args *a) {
-  cuda_state *st = NULL;
-  pattn_status s = cuda_enter(ctx, &st);
-  if (s != PATTN_OK) return s;
+/* cuBLAS GEMMs on f32 workspaces (any dtype, TF32 on request), O(n^2) workspace per unit. */
+static pattn_status gemm_backward(pattn_context *ctx, cuda_state *st, const pattn_attn_bwd_args *a) {
+  pattn_status s = PATTN_OK;
   const pattn_view *q = &a->q, *k = &a->k, *v = &a->v;
-  if (k->nh <= 0 || q->nh % k->nh != 0)
-    return cuda_core->error(ctx, PATTN_ERR_INVALID_ARGUMENT, "cuda attention backward: %lld query heads over %lld kv heads",
-                            (long long)q->nh, (long long)k->nh);
   const int64_t U = q->nb * q->ns, H = q->nh, group = q->nh / k->nh;
   const int64_t nq = q->n, nk = k->n, dk = q->d, dv = v->d;
   const size_t fq = (size_t)(H * nq * dk), fk = (size_t)(H * nk * dk), fv = (size_t)(H * nk * dv);
@@ -274,4 +271,70 @@ done:
   (void)cublasSetMathMode(st->blas, CUBLAS_DEFAULT_MATH);
   cuda_ws_free(ctx, ws, bytes);
   return s;
+}
+
+/* Fused tensor-core backward (flash_mma_bwd.cu), f16/bf16: D = rowdot(dout, out), the kernel
+ * accumulates dQ (atomically) and writes dK, dV per query head into f32 workspaces, pcu_scatter
+ * converts them to the gradients' views (summing dK, dV over each GQA group). O(n) workspace
+ * per unit; chunked over units like the cuBLAS path. */
+static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pattn_attn_bwd_args *a, pcu_flash_bwd_args *f) {
+  const pattn_view *q = &a->q, *k = &a->k, *v = &a->v;
+  const int64_t U = q->nb * q->ns, H = q->nh, group = q->nh / k->nh;
+  const int64_t nq = q->n, nk = k->n, dk = q->d, dv = v->d;
+  const size_t fq = (size_t)(H * nq * dk), fk = (size_t)(H * nk * dk), fv = (size_t)(H * nk * dv), fr = (size_t)(H * nq);
+  /* dQ dK dV D; dQ first (float2 atomics want it 8-byte aligned) */
+  const size_t per = fq + fk + fv + fr;
+  const int64_t nu = chunk_units(U, per);
+  const size_t bytes = (size_t)nu * per * sizeof(float) + 256;
+  void *ws;
+  pattn_status s = cuda_ws_alloc(ctx, bytes, &ws, "attention backward");
+  if (s != PATTN_OK) return s;
+  float *dQf = ws, *dKf = dQf + nu * fq, *dVf = dKf + nu * fk, *Df = dVf + nu * fv;
+  for (int64_t u0 = 0; u0 < U; u0 += nu) {
+    const int64_t cu = U - u0 < nu ? U - u0 : nu;
+    cudaError_t e = cudaMemsetAsync(dQf, 0, (size_t)cu * fq * sizeof(float), st->stream);
+    if (!e) e = pcu_rowdot(st->stream, Df, cuda_view(&a->dout), cuda_view(&a->out), u0, cu);
+    if (e) { s = cuda_fail(ctx, e, "attention backward: staging"); break; }
+    f->delta = Df; f->dq = dQf; f->dk = dKf; f->dv = dVf;
+    f->u0 = u0; f->nu = cu;
+    e = (cudaError_t)pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin);
+    if (e) { s = cuda_fail(ctx, e, "attention backward (fused)"); break; }
+    e = pcu_scatter(st->stream, cuda_view(&a->dq), dQf, u0, cu, 1, 1.0f);
+    if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dk), dKf, u0, cu, group, 1.0f);
+    if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dv), dVf, u0, cu, group, 1.0f);
+    if (e) { s = cuda_fail(ctx, e, "attention backward: store"); break; }
+  }
+  cuda_ws_free(ctx, ws, bytes);
+  return s;
+}
+
+/* PATTN_CUDA_BWD=gemm: f16/bf16 inputs take the cuBLAS path (gemm_backward) instead of the fused
+ * tensor-core kernel. A TEMPORARY knob for A/B measurement of the two, read on every call;
+ * remove it with the cuBLAS path's f16/bf16 use once the fused kernel is measured. */
+static int bwd_gemm_forced(void) {
+  const char *e = getenv("PATTN_CUDA_BWD");
+  return e && strcmp(e, "gemm") == 0;
+}
+
+/* f16/bf16 without PATTN_PRECISION_TF32, on sm_80+, head dims up to 128: the fused kernel;
+ * everything else (f32, TF32, larger head dims, older devices, the knob): cuBLAS. */
+pattn_status cuda_attention_backward(pattn_context *ctx, const pattn_attn_bwd_args *a) {
+  cuda_state *st = NULL;
+  pattn_status s = cuda_enter(ctx, &st);
+  if (s != PATTN_OK) return s;
+  if (a->k.nh <= 0 || a->q.nh % a->k.nh != 0)
+    return cuda_core->error(ctx, PATTN_ERR_INVALID_ARGUMENT, "cuda attention backward: %lld query heads over %lld kv heads",
+                            (long long)a->q.nh, (long long)a->k.nh);
+  if (a->precision != PATTN_PRECISION_TF32 && !bwd_gemm_forced()) {
+    pcu_flash_bwd_args f;
+    memset(&f, 0, sizeof f);
+    f.q = cuda_view(&a->q); f.k = cuda_view(&a->k); f.v = cuda_view(&a->v); f.dout = cuda_view(&a->dout);
+    f.lse = cuda_view(&a->lse);
+    f.scale = a->scale;
+    f.causal = a->causal;
+    f.causal_offset = a->causal_offset;
+    f.nu = a->q.nb * a->q.ns; /* the largest chunk possible (a conservative check) */
+    if (pcu_flash_mma_backward_supported(&f, st->cc, st->smem_optin)) return fused_backward(ctx, st, a, &f);
+  }
+  return gemm_backward(ctx, st, a);
 }

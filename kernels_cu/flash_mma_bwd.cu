@@ -1,0 +1,623 @@
+/* Fused attention backward on tensor cores for f16/bf16 inputs (sm_80 and newer), FlashAttention-2
+ * style: SPEC.md section 1's backward (D_i = dout_i . out_i, p = exp(s - lse), dv = p^T dout,
+ * dp = dout v^T, ds = p*(dp - D), dq = scale ds k, dk = scale ds^T q) over strided views, GQA,
+ * causal with any offset, nq != nk, dk != dv, all five products as mma.sync m16n8k16 (16-bit
+ * operands, f32 accumulation). The host side (cuda_attention.c) precomputes D with pcu_rowdot,
+ * zeroes the dQ workspace and, after the launch, converts the f32 workspaces to the gradients'
+ * views with pcu_scatter (which also sums dK/dV over the query heads of a GQA group).
+ *
+ * One block owns one (unit, query head, kv tile of BN = 16*NW key rows); warp w owns key rows
+ * 16w .. 16w+15 of the tile and keeps their dK and dV (16 x D each, f32) in registers for the
+ * whole block. The block walks the query tiles of BM rows that can see its kv tile (causal:
+ * from the first that does); per query tile:
+ *   - Q, dO (BM x D, 16-bit, zero padded) and the tile's lse and D values stream through shared
+ *     memory, 16-byte cp.async where every row start is aligned (else element loads). ST = 2
+ *     buffers: tile j+2 is issued once phase 1 of tile j is done with its buffer, so it loads
+ *     during phase 2 of j and all of j+1; ST = 1: tile j+1 loads during phase 2 of tile j.
+ *     K and V (BN x D) are loaded once per block, with the first query tile.
+ *   - Phase 1, per warp, in chunks of QC query columns (registers): S^T = K_w Q^T (16 x QC),
+ *     P^T = 2^(S^T*scale*log2e - lse*log2e) (masked to 0), dV_w += P^T dO, dP^T = V_w dO^T,
+ *     dS^T = P^T * (dP^T - D), dK_w += dS^T Q, and dS^T (16-bit) into shared memory.
+ *     Computing the transposed products keeps P^T and dS^T in the accumulator layout that the
+ *     A operand of the next product needs (as the forward does with P): no shared-memory trip
+ *     for them. The key rows are the M dimension of S^T, so a warp sees only its own rows.
+ *   - Phase 2, after a barrier: dQ (BM x D) = dS K over all BN keys, warps tiled RT x CG
+ *     (16-row tiles x column groups), scaled and added to the f32 dQ workspace with
+ *     red.global.add.f32 (red.global.add.v2.f32 on sm_90 when dk is even).
+ *   - At the end, dK*scale and dV of rows < nk go to the f32 workspaces [nu][hq][nk][d]
+ *     (per query head: pcu_scatter sums the group).
+ *
+ * Fragments (PTX ISA, mma.m16n8k16 .f16/.bf16; g = lane/4, t = lane%4):
+ *   A 16x16 row: a0 = A[g][2t,2t+1], a1 = A[g+8][2t,2t+1], a2 = A[g][2t+8,+9], a3 = A[g+8][2t+8,+9]
+ *   B 16x8 col:  b0 = B[2t,2t+1][g], b1 = B[2t+8,2t+9][g]
+ *   C 16x8 f32:  c0,c1 = C[g][2t,2t+1], c2,c3 = C[g+8][2t,2t+1]
+ *   ldmatrix x4: lane l gives the address of row (l%8) of 8x8 matrix l/8; register i of lane l
+ *   gets matrix i's row l/4, columns 2(l%4), +1 (.trans: the stored matrix's column l/4, rows
+ *   2(l%4), +1).
+ *   So, with pitch P (halves) and the per-lane offsets
+ *     ALANE = row (l%8) + 8*((l/8)%2), column 8*(l/16)   [matrix i: rows +8*(i%2), columns +8*(i/2)]
+ *     BLANE = row (l%8) + 8*(l/16),    column 8*((l/8)%2) [matrix i: rows +8*(i/2), columns +8*(i%2)]
+ *   - ldsm(ALANE) of row-major A[m][k] gives a0..a3 (K_w and V_w as A of S^T and dP^T);
+ *   - ldsm(BLANE) of B stored as X[n][k] (B = X^T) gives b0,b1 of n-tile 0 then of n-tile 1
+ *     (Q and dO as B of S^T = K Q^T and dP^T = V dO^T);
+ *   - ldsm.trans(ALANE) of B stored as X[k][n] (B = X) gives b0,b1 of n-tile 0 then n-tile 1
+ *     (dO, Q and K as B of P^T dO, dS^T Q and dS K);
+ *   - ldsm.trans(BLANE) of A stored as X[k][m] (A = X^T) gives a0..a3: register i = matrix i
+ *     transposed = A[8(i%2) + g][8(i/2) + 2t, +1] (dS from the stored dS^T, as A of dS K);
+ *   - two C tiles (n-tiles 2kk, 2kk+1) packed pairwise are the A fragment of k-step kk:
+ *     a0 = C0[c0,c1], a1 = C0[c2,c3], a2 = C1[c0,c1], a3 = C1[c2,c3] (P^T and dS^T).
+ * Shared rows are padded by 16 bytes (pitch D+8, BM+8 halves), so the 8 row addresses of an
+ * ldmatrix and the 32-bit dS^T stores of a warp fall on distinct banks.
+ *
+ * Masking: lse is kept as lse*log2e, +inf for rows past nq or rows with lse = -inf (no visible
+ * key), so 2^(s*u - inf) = 0 there (zero-filled Q rows keep s finite); keys past nk and causal
+ * (key j > query i + off) are set to P = 0 by a per-score check on the chunks that need it.
+ * 32-bit positions: the host requires nq, nk < 2^30 and clamps causal_offset to [-nq, nk].
+ * Older architectures compile the kernels empty (the host never launches them below sm_80). */
+#ifndef __CUDACC_RTC__
+#include <stdlib.h>
+#endif
+
+#include "common.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define PCU_BWD_DEVICE 1
+#else
+#define PCU_BWD_DEVICE 0
+#endif
+
+namespace pcu_mma_bwd {
+
+/* D: padded head dim (dk and dv); NW warps, BN = 16*NW keys per block; BM query rows per tile,
+ * processed by each warp in chunks of QC columns; ST query-tile buffers. */
+template <int D_, int NW_, int BM_, int QC_, int ST_, int MINB_, bool KVR_> struct Cfg {
+  static constexpr int D = D_, NW = NW_, BM = BM_, QC = QC_, ST = ST_, MINB = MINB_;
+  static constexpr bool KVR = KVR_;
+  static constexpr int THREADS = 32 * NW, BN = 16 * NW;
+  static constexpr int P = D + 8;   /* Q, dO, K, V row pitch in halves */
+  static constexpr int PS = BM + 8; /* dS^T row pitch in halves */
+  static constexpr int KV_EL = BN * P, Q_EL = BM * P, S_EL = BN * PS;
+  /* dQ phase: RT row tiles of 16 query rows x CG column groups of DC columns */
+  static constexpr int RT = BM / 16, CG = NW / RT, DC = D / CG;
+  static constexpr size_t SMEM = (size_t)(2 * KV_EL + 2 * ST * Q_EL + S_EL) * 2 + (size_t)2 * ST * BM * 4;
+  static_assert(D % 32 == 0 && BM % 16 == 0 && QC % 16 == 0 && BM % QC == 0 && (ST == 1 || ST == 2), "tile shape");
+  static_assert(NW % RT == 0 && D % CG == 0 && DC % 16 == 0, "dQ warp tiling");
+  static_assert(THREADS % (D / 8) == 0, "whole rows per load pass");
+  static_assert(BM <= THREADS, "one thread per query row for lse and D");
+};
+
+#if PCU_BWD_DEVICE
+__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t *r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t *r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+/* c (16x8 f32) += a (16x16, row) * b (16x8, col). */
+template <bool BF16> __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, const uint32_t *b) {
+  if (BF16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* Two f32 -> one register of two 16-bit values (lo in the low half), round to nearest even. */
+template <bool BF16> __device__ __forceinline__ uint32_t pack_rn(float lo, float hi) {
+  uint32_t r;
+  if (BF16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  else asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+/* *p += x in global memory, no return value (RED): the pointer is generic (read from shared
+ * memory), so atomicAdd would also test for a shared address and emulate that with a CAS loop. */
+__device__ __forceinline__ void red_add(float *p, float x) {
+  asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(__cvta_generic_to_global(p)), "f"(x) : "memory");
+}
+#if __CUDA_ARCH__ >= 900
+/* p[0] += x, p[1] += y, p 8-byte aligned (sm_90: one vector RED) */
+__device__ __forceinline__ void red_add2(float *p, float x, float y) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(__cvta_generic_to_global(p)), "f"(x), "f"(y) : "memory");
+}
+#endif
+
+/* 2^x, MUFU.EX2 (2 ulp; -inf gives +0, results below 2^-126 flush to 0). */
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/* ROWS x D tile of 16-bit elements into shared memory (pitch C::P) from rows of stride sn
+ * starting at src; rows >= nrows and columns >= dcols become 0. async: cp.async (every row
+ * start 16-byte aligned); else plain element loads and 16-byte shared stores. Chunk c of
+ * row r goes to thread (r*CPR + c) % THREADS. (The forward's loader, flash_mma.cu.) */
+template <class C, int ROWS>
+__device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, int64_t sn, int nrows, int dcols, bool async) {
+  constexpr int CPR = C::D / 8, RSTEP = C::THREADS / CPR, ITERS = (ROWS + RSTEP - 1) / RSTEP;
+  int tid = threadIdx.x;
+  asm volatile("" : "+r"(tid), "+l"(sn), "+r"(dcols));
+  const int c = (tid % CPR) * 8, r0 = tid / CPR;
+  const int cbytes = min(16, max(0, (dcols - c) * 2));
+  const uint16_t *s0 = src + (int64_t)r0 * sn + c;
+  const int64_t step = (int64_t)RSTEP * sn;
+  const uint32_t d0 = smem_addr(dst) + (uint32_t)(r0 * C::P + c) * 2;
+#pragma unroll
+  for (int it = 0; it < ITERS; it++) {
+    const int r = r0 + it * RSTEP;
+    if (ROWS % RSTEP != 0 && r >= ROWS) break;
+    const uint16_t *s = s0 + it * step;
+    const int bytes = r < nrows ? cbytes : 0;
+    if (async) {
+      pcu_cp_async16(d0 + (uint32_t)(it * RSTEP * C::P * 2), bytes > 0 ? (const void *)s : (const void *)src, bytes);
+    } else {
+      uint32_t w[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const uint32_t lo = 2 * e < bytes / 2 ? s[2 * e] : 0u, hi = 2 * e + 1 < bytes / 2 ? s[2 * e + 1] : 0u;
+        w[e] = lo | (hi << 16);
+      }
+      *(uint4 *)(dst + (r * C::P + c)) = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+  }
+}
+#endif /* PCU_BWD_DEVICE */
+
+#define PCU_BWD_LOG2E 1.4426950408889634f
+#define PCU_BWD_STATIC_SMEM 64 /* planes[] in k_flash_mma_bwd, rounded up */
+
+/* flags: bit 0/1/2/3: q/k/v/dout rows 16-byte aligned (cp.async); bit 4: dk even (float2 red
+ * of dQ on sm_90). nkt: kv tiles per (unit, head). off: causal_offset clamped to [-nq, nk].
+ * blockIdx.x = (uu*hq + ih)*nkt + kt: the kv tiles of one head are neighbours (they read the
+ * same Q and dO, through L2). */
+template <class C, bool BF16>
+__global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash_bwd_args a, int nkt, int off, int flags) {
+#if PCU_BWD_DEVICE
+  constexpr int D = C::D, BM = C::BM, BN = C::BN, QC = C::QC, ST = C::ST, P = C::P, PS = C::PS;
+  constexpr int KT = D / 16, DT = D / 8, NC = QC / 8, RT = C::RT, DC = C::DC, DN = DC / 8;
+  extern __shared__ uint4 smem_bwd[];
+  uint16_t *Ks = (uint16_t *)smem_bwd, *Vs = Ks + C::KV_EL, *Qs = Vs + C::KV_EL, *dOs = Qs + ST * C::Q_EL;
+  uint16_t *dSs = dOs + ST * C::Q_EL;
+  float *Ls = (float *)(dSs + C::S_EL), *Dl = Ls + ST * BM; /* per buffer: lse*log2e (or +inf), D */
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int nq = (int)a.q.n, nk = (int)a.k.n, hq = (int)a.q.nh, group = hq / (int)a.k.nh;
+  const int ndk = (int)a.q.d, ndv = (int)a.v.d;
+  int bid = (int)blockIdx.x;
+  const int kt = bid % nkt;
+  bid /= nkt;
+  const int ih = bid % hq, uu = bid / hq, kh = ih / group;
+  const int64_t un = a.u0 + uu, is = un % a.q.ns, ib = un / a.q.ns;
+  const int64_t plane = (int64_t)uu * hq + ih; /* (unit, query head) plane of the workspaces */
+  const int k0 = kt * BN, wk = k0 + warp * 16;   /* the block's and the warp's first key */
+  const bool causal = a.causal != 0;
+  /* query i sees key j iff j <= i + off: the first query row that sees key k0 (and with it every
+   * later row); none of the tile's keys is seen by an earlier row */
+  const int qfirst = causal ? max(0, k0 - off) : 0;
+  const int nqt = (nq + BM - 1) / BM, qt0 = qfirst / BM;
+  const int count = qfirst < nq ? nqt - qt0 : 0;
+  const float u = a.scale * PCU_BWD_LOG2E;
+
+  float dka[DT][4], dva[DT][4];
+#pragma unroll
+  for (int n = 0; n < DT; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) dka[n][e] = dva[n][e] = 0.0f;
+
+  if (count > 0) {
+    const bool asq = flags & 1, ask = flags & 2, asv = flags & 4, asdo = flags & 8;
+    /* The block's plane pointers live in shared memory, read where needed (after a barrier,
+     * so never hoisted): registers are what the accumulators need. */
+    __shared__ const void *planes[5];
+    if (tid == 0) {
+      planes[0] = (const uint16_t *)a.q.buf + pcu_row(a.q, ib, is, ih, 0);
+      planes[1] = (const uint16_t *)a.dout.buf + pcu_row(a.dout, ib, is, ih, 0);
+      planes[2] = (const char *)a.lse.buf + pcu_row(a.lse, ib, is, ih, 0) * (a.lse.dtype == PCU_F32 ? 4 : 2);
+      planes[3] = a.delta + plane * nq;
+      planes[4] = a.dq + plane * nq * ndk;
+    }
+    __syncthreads();
+    /* per-lane ldmatrix byte offsets (see the header) */
+    const uint32_t alane = (uint32_t)(((lane & 7) + ((lane >> 3) & 1) * 8) * P + (lane >> 4) * 8) * 2;
+    const uint32_t blane = (uint32_t)(((lane & 7) + (lane >> 4) * 8) * P + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t blaneS = (uint32_t)(((lane & 7) + (lane >> 4) * 8) * PS + ((lane >> 3) & 1) * 8) * 2;
+    const uint32_t sK = smem_addr(Ks), sV = smem_addr(Vs), sQ = smem_addr(Qs), sdO = smem_addr(dOs), sdS = smem_addr(dSs);
+
+    /* query tile qt (rows qt*BM ..) into buffer buf: Q and dO (cp.async or element loads) */
+    auto load_q = [&](int qt, int buf) {
+      const int q0 = qt * BM;
+      load_tile<C, BM>(Qs + buf * C::Q_EL, (const uint16_t *)planes[0] + (int64_t)q0 * a.q.sn, a.q.sn, nq - q0, ndk, asq);
+      load_tile<C, BM>(dOs + buf * C::Q_EL, (const uint16_t *)planes[1] + (int64_t)q0 * a.dout.sn, a.dout.sn, nq - q0, ndv, asdo);
+    };
+    /* ... and its lse and D values: thread r < BM loads row r's into registers (fetch_ld), and
+     * stores them later (store_ld: lse*log2e, +inf for rows past nq and rows without visible key,
+     * so every p = 2^-inf = 0 there; D, 0 past nq), so the loads fly during the dQ phase */
+    auto fetch_ld = [&](int qt, float &l, float &dd) {
+      const int i = qt * BM + tid;
+      l = -PCU_INF;
+      dd = 0.0f;
+      if (tid < BM && i < nq) {
+        l = pcu_load(planes[2], a.lse.dtype, (int64_t)i * a.lse.sn);
+        dd = ((const float *)planes[3])[i];
+      }
+    };
+    auto store_ld = [&](int buf, float l, float dd) {
+      if (tid < BM) {
+        Ls[buf * BM + tid] = l == -PCU_INF ? PCU_INF : l * PCU_BWD_LOG2E;
+        Dl[buf * BM + tid] = dd;
+      }
+    };
+
+    /* prologue. Committed groups at the top of iteration j: ST 1: [tile j] (K, V with tile 0);
+     * ST 2: [tile j, tile j+1] (empty groups past the last tile). */
+    {
+      const int64_t koff = pcu_row(a.k, ib, is, kh, 0) + (int64_t)k0 * a.k.sn;
+      const int64_t voff = pcu_row(a.v, ib, is, kh, 0) + (int64_t)k0 * a.v.sn;
+      load_tile<C, BN>(Ks, (const uint16_t *)a.k.buf + koff, a.k.sn, nk - k0, ndk, ask);
+      load_tile<C, BN>(Vs, (const uint16_t *)a.v.buf + voff, a.v.sn, nk - k0, ndv, asv);
+    }
+    load_q(qt0, 0);
+    pcu_cp_commit();
+    float lnext, dnext; /* lse and D of the tile being fetched */
+    fetch_ld(qt0, lnext, dnext);
+    store_ld(0, lnext, dnext);
+    if (ST == 2) {
+      if (count > 1) {
+        load_q(qt0 + 1, 1);
+        fetch_ld(qt0 + 1, lnext, dnext);
+        store_ld(1, lnext, dnext);
+      }
+      pcu_cp_commit();
+    }
+
+    /* KVR: the warp's K and V rows as A fragments in registers for the whole block */
+    uint32_t kf[C::KVR ? KT : 1][4], vf[C::KVR ? KT : 1][4];
+    for (int j = 0; j < count; j++) {
+      const int q0 = (qt0 + j) * BM, buf = ST == 2 ? (j & 1) : 0;
+      const uint32_t qb = (uint32_t)(buf * C::Q_EL * 2); /* byte offset of the buffer */
+      if (ST == 2) pcu_cp_wait<1>(); else pcu_cp_wait<0>(); /* tile j landed (this thread's part) */
+      __syncthreads(); /* ... every thread's part; every thread is done with dS^T of tile j-1 */
+      if (C::KVR && j == 0) { /* K and V landed with tile 0 */
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+          ldsm_x4(kf[C::KVR ? kk : 0], sK + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
+          ldsm_x4(vf[C::KVR ? kk : 0], sV + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
+        }
+      }
+
+      /* ---- phase 1: this warp's 16 keys against the tile's query rows, QC at a time ---- */
+#pragma unroll 1
+      for (int qr = 0; qr < BM; qr += QC) {
+        const int qc0 = q0 + qr; /* first query row of the chunk */
+        /* nothing to do (every P = 0): keys past nk, rows past nq, or causal with the warp's
+         * first key after the chunk's last row's last visible key; dS^T must still be 0 there */
+        if (wk >= nk || qc0 >= nq || (causal && wk > qc0 + QC - 1 + off)) {
+#pragma unroll
+          for (int n = 0; n < NC; n++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) *(uint32_t *)(dSs + (warp * 16 + g + 8 * h) * PS + qr + n * 8 + 2 * t) = 0u;
+          continue;
+        }
+
+        /* S^T (16 keys x QC queries) = K_w Q^T: A = K rows (ldsm ALANE), B = Q rows as X[n][k] (BLANE) */
+        float s[NC][4];
+#pragma unroll
+        for (int n = 0; n < NC; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+          uint32_t ka[4];
+          if (C::KVR) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) ka[e] = kf[C::KVR ? kk : 0][e];
+          } else {
+            ldsm_x4(ka, sK + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
+          }
+#pragma unroll
+          for (int n2 = 0; n2 < NC / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4(b, sQ + qb + blane + (uint32_t)(((qr + n2 * 16) * P + kk * 16) * 2));
+            mma16816<BF16>(s[2 * n2], ka, b);
+            mma16816<BF16>(s[2 * n2 + 1], ka, b + 2);
+          }
+        }
+
+        /* P^T = 2^(s*u - lse*log2e). Element e of n-tile n: key wk + g + 8*(e/2), query
+         * qc0 + 8n + 2t + e%2. Keys past nk and causal-invisible scores: 0. */
+        const bool edge = wk + 15 >= nk || (causal && wk + 15 > qc0 + off);
+#pragma unroll
+        for (int n = 0; n < NC; n++) {
+          const float2 lu = *(const float2 *)(Ls + buf * BM + qr + n * 8 + 2 * t);
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            float p = ex2(fmaf(s[n][e], u, -((e & 1) ? lu.y : lu.x)));
+            if (edge) {
+              const int r = wk + g + 8 * (e >> 1), c = qc0 + n * 8 + 2 * t + (e & 1);
+              if (r >= nk || (causal && r > c + off)) p = 0.0f;
+            }
+            s[n][e] = p;
+          }
+        }
+
+        /* dV_w += P^T dO: A = P^T from the accumulators (k-step kc = queries 16kc..), B = dO rows
+         * as X[k][n] (ldsm.trans ALANE) */
+#pragma unroll
+        for (int kc = 0; kc < QC / 16; kc++) {
+          uint32_t pa[4];
+          pa[0] = pack_rn<BF16>(s[2 * kc][0], s[2 * kc][1]);
+          pa[1] = pack_rn<BF16>(s[2 * kc][2], s[2 * kc][3]);
+          pa[2] = pack_rn<BF16>(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+          pa[3] = pack_rn<BF16>(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+#pragma unroll
+          for (int n2 = 0; n2 < D / 16; n2++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, sdO + qb + alane + (uint32_t)(((qr + kc * 16) * P + n2 * 16) * 2));
+            mma16816<BF16>(dva[2 * n2], pa, b);
+            mma16816<BF16>(dva[2 * n2 + 1], pa, b + 2);
+          }
+        }
+
+        /* dP^T (16 keys x QC queries) = V_w dO^T: A = V rows (ALANE), B = dO rows as X[n][k] (BLANE) */
+        float dp[NC][4];
+#pragma unroll
+        for (int n = 0; n < NC; n++) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+          uint32_t va[4];
+          if (C::KVR) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) va[e] = vf[C::KVR ? kk : 0][e];
+          } else {
+            ldsm_x4(va, sV + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
+          }
+#pragma unroll
+          for (int n2 = 0; n2 < NC / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4(b, sdO + qb + blane + (uint32_t)(((qr + n2 * 16) * P + kk * 16) * 2));
+            mma16816<BF16>(dp[2 * n2], va, b);
+            mma16816<BF16>(dp[2 * n2 + 1], va, b + 2);
+          }
+        }
+
+        /* dS^T = P^T * (dP^T - D[query]) (in s) */
+#pragma unroll
+        for (int n = 0; n < NC; n++) {
+          const float2 dd = *(const float2 *)(Dl + buf * BM + qr + n * 8 + 2 * t);
+#pragma unroll
+          for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - ((e & 1) ? dd.y : dd.x);
+        }
+
+        /* dS^T (rounded as the A operand) to shared memory [key][query] for the dQ phase, and
+         * dK_w += dS^T Q: B = Q rows as X[k][n] (ldsm.trans ALANE) */
+#pragma unroll
+        for (int kc = 0; kc < QC / 16; kc++) {
+          uint32_t da[4];
+          da[0] = pack_rn<BF16>(s[2 * kc][0], s[2 * kc][1]);         /* key g,   queries 16kc + 2t, +1 */
+          da[1] = pack_rn<BF16>(s[2 * kc][2], s[2 * kc][3]);         /* key g+8, queries 16kc + 2t, +1 */
+          da[2] = pack_rn<BF16>(s[2 * kc + 1][0], s[2 * kc + 1][1]); /* key g,   queries 16kc + 8 + 2t, +1 */
+          da[3] = pack_rn<BF16>(s[2 * kc + 1][2], s[2 * kc + 1][3]); /* key g+8, queries 16kc + 8 + 2t, +1 */
+          uint16_t *srow = dSs + (warp * 16 + g) * PS + qr + kc * 16 + 2 * t;
+          *(uint32_t *)srow = da[0];
+          *(uint32_t *)(srow + 8 * PS) = da[1];
+          *(uint32_t *)(srow + 8) = da[2];
+          *(uint32_t *)(srow + 8 * PS + 8) = da[3];
+#pragma unroll
+          for (int n2 = 0; n2 < D / 16; n2++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, sQ + qb + alane + (uint32_t)(((qr + kc * 16) * P + n2 * 16) * 2));
+            mma16816<BF16>(dka[2 * n2], da, b);
+            mma16816<BF16>(dka[2 * n2 + 1], da, b + 2);
+          }
+        }
+      }
+
+      __syncthreads(); /* dS^T complete; every thread is done with this buffer's Q, dO, lse, D */
+      /* the next tile into the buffer phase 2 does not read: ST 2: tile j+2 into this one */
+      const int jn = ST == 2 ? j + 2 : j + 1, bn = ST == 2 ? buf : 0;
+      if (jn < count) {
+        load_q(qt0 + jn, bn);
+        fetch_ld(qt0 + jn, lnext, dnext);
+      }
+      if (ST == 2 || jn < count) pcu_cp_commit();
+
+      /* ---- phase 2: dQ (BM x D) += scale * dS K; warp: query rows 16*rt.., columns DC*cg.. ---- */
+      {
+        const int rt = warp % RT, cg = warp / RT, i0 = q0 + rt * 16;
+        /* rows past nq, or (causal) no row of the 16 sees key k0, so all their dS are 0 */
+        if (i0 < nq && !(causal && k0 > i0 + 15 + off)) {
+          float dq[DN][4];
+#pragma unroll
+          for (int n = 0; n < DN; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+#pragma unroll
+          for (int kk = 0; kk < BN / 16; kk++) {
+            /* A = dS (queries x keys) from dS^T stored [key][query]: ldsm.trans BLANE */
+            uint32_t sa[4];
+            ldsm_x4_t(sa, sdS + blaneS + (uint32_t)((kk * 16 * PS + rt * 16) * 2));
+#pragma unroll
+            for (int n2 = 0; n2 < DN / 2; n2++) {
+              /* B = K rows (keys x d) as X[k][n]: ldsm.trans ALANE */
+              uint32_t b[4];
+              ldsm_x4_t(b, sK + alane + (uint32_t)((kk * 16 * P + cg * DC + n2 * 16) * 2));
+              mma16816<BF16>(dq[2 * n2], sa, b);
+              mma16816<BF16>(dq[2 * n2 + 1], sa, b + 2);
+            }
+          }
+          const bool vec2 = (flags & 16) != 0;
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int i = i0 + g + 8 * h;
+            if (i >= nq) continue;
+            float *row = (float *)planes[4] + (int64_t)i * ndk;
+#pragma unroll
+            for (int n = 0; n < DN; n++) {
+              const int c = cg * DC + n * 8 + 2 * t;
+              if (c >= ndk) continue;
+              const float x0 = a.scale * dq[n][2 * h], x1 = a.scale * dq[n][2 * h + 1];
+#if __CUDA_ARCH__ >= 900
+              if (vec2) { /* dk even: c + 1 < dk and the pair 8-byte aligned */
+                red_add2(row + c, x0, x1);
+                continue;
+              }
+#endif
+              (void)vec2;
+              red_add(row + c, x0);
+              if (c + 1 < ndk) red_add(row + c + 1, x1);
+            }
+          }
+        }
+      }
+      if (jn < count) store_ld(bn, lnext, dnext); /* read after the next barrier */
+    }
+    pcu_cp_wait<0>(); /* nothing left in flight (only empty groups can remain) */
+  }
+
+  /* dK = scale * dS^T Q and dV of the warp's keys (< nk), f32 [nu][hq][nk][d]; zeros where no
+   * query row sees them. The plane decoded again from a fresh read of ctaid (volatile, so not
+   * merged with the first): nothing of it stays live through the loop. */
+  int64_t plane2;
+  {
+    int b2;
+    asm volatile("mov.u32 %0, %%ctaid.x;\n" : "=r"(b2));
+    plane2 = b2 / nkt;
+  }
+  const int wk2 = (int)(blockIdx.x % nkt) * BN + warp * 16;
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int r = wk2 + g + 8 * h;
+    if (r >= nk) continue;
+    float *rk = a.dk + (plane2 * nk + r) * (int64_t)ndk, *rv = a.dv + (plane2 * nk + r) * (int64_t)ndv;
+#pragma unroll
+    for (int n = 0; n < DT; n++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int c = n * 8 + 2 * t + e;
+        if (c < ndk) rk[c] = a.scale * dka[n][2 * h + e];
+        if (c < ndv) rv[c] = dva[n][2 * h + e];
+      }
+  }
+#endif
+}
+
+} /* namespace pcu_mma_bwd */
+
+/* The variants: D, NW, BM, QC, ST, MINB (__launch_bounds__' blocks per multiprocessor), KVR
+ * (see bwd_variants below). The one list feeds the host table and, under NVRTC, the explicit
+ * instantiations (common.cuh, "Under NVRTC"). */
+#define BWD_VARIANTS(X)                 \
+  X(32, 8, 64, 32, 2, 2, true)          \
+  X(64, 8, 64, 32, 2, 1, true)          \
+  X(64, 8, 64, 16, 2, 2, false)         \
+  X(128, 8, 64, 32, 2, 1, false)        \
+  X(128, 8, 64, 32, 1, 1, false)        \
+  X(128, 4, 32, 32, 2, 1, false)
+
+#ifdef __CUDACC_RTC__
+#define RTC_BWD(D, NW, BM, QC, ST, MINB, KVR)                                                                                             \
+  template __global__ void pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, false>(pcu_flash_bwd_args, int, int, \
+                                                                                                      int);                    \
+  template __global__ void pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, true>(pcu_flash_bwd_args, int, int, int);
+BWD_VARIANTS(RTC_BWD)
+#else /* host side */
+
+namespace {
+
+typedef void (*bwd_kernel_fn)(pcu_flash_bwd_args, int, int, int);
+
+struct bwd_variant {
+  int d, bn, threads;
+  size_t smem;
+  bwd_kernel_fn k[2]; /* [bf16] */
+};
+
+#define PCU_BWD_ROW(D, NW, BM, QC, ST, MINB, KVR)                                                                               \
+  {D, 16 * (NW), 32 * (NW), pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>::SMEM,                                               \
+   {pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, false>,                                        \
+    pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, true>}},
+
+/* Per padded head dim, in order of preference; a device takes the first whose shared memory
+ * fits. All: 64-row query tiles (but the last), two buffers (but d 128's second). Registers
+ * (ptxas, sm_90 / sm_80, no spills) in brackets.
+ *   d 32: 8 warps (128 keys), 32-column chunks, K and V fragments in registers, 2 blocks per
+ *         multiprocessor: 59 KB [128 / 123].
+ *   d 64: the same at 1 block (the fragments need more registers): 91 KB [196 / 190]; then
+ *         16-column chunks without them, 2 blocks (more ldmatrix, twice the warps) [127 / 128].
+ *   d 128: 8 warps, 32-column chunks: 155 KB (A100, H100) [243 / 234]; one buffer: 120.5 KB
+ *         [242 / 234]; 4 warps (64 keys), 32-row tiles: 73.5 KB (99 KB devices) [243 / 234].
+ * PATTN_CUDA_BWD_CFG=k (temporary, for benchmarks) starts the search at the k-th entry of the
+ * head dim's list. */
+const bwd_variant bwd_variants[] = {BWD_VARIANTS(PCU_BWD_ROW)};
+
+int bwd_cfg_env() {
+  const char *e = getenv("PATTN_CUDA_BWD_CFG");
+  return e && *e >= '0' && *e <= '9' ? atoi(e) : 0;
+}
+
+/* Every row start of the view 16-byte aligned (2-byte elements). */
+int view_vec8(const pcu_view &v) {
+  bool ok = ((uintptr_t)v.buf % 16) == 0 && v.offset % 8 == 0 && v.sn % 8 == 0 && (v.nh <= 1 || v.sh % 8 == 0) &&
+            (v.ns <= 1 || v.ss % 8 == 0) && (v.nb <= 1 || v.sb % 8 == 0);
+  return ok ? 1 : 0;
+}
+
+/* The variant for a, or NULL where this path does not apply. */
+const bwd_variant *bwd_pick(const pcu_flash_bwd_args *a, int cc, size_t smem_optin) {
+  const int dt = a->q.dtype;
+  if (cc < 80 || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt || a->dout.dtype != dt)
+    return NULL;
+  const int64_t lim = (int64_t)1 << 30;
+  if (a->q.n >= lim || a->k.n >= lim || a->k.nh <= 0 || a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns <= 0 ||
+      a->q.d <= 0 || a->v.d <= 0 || a->k.d != a->q.d || a->dout.d != a->v.d || a->nu * a->q.nh >= lim)
+    return NULL;
+  const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
+  int d = 32;
+  while (d < dmax) d *= 2;
+  const int n = (int)(sizeof bwd_variants / sizeof bwd_variants[0]);
+  int first = -1, count = 0;
+  for (int i = 0; i < n; i++)
+    if (bwd_variants[i].d == d) {
+      if (first < 0) first = i;
+      count++;
+    }
+  if (first < 0) return NULL;
+  const int start = bwd_cfg_env();
+  if (start < count && bwd_variants[first + start].smem + PCU_BWD_STATIC_SMEM <= smem_optin) return &bwd_variants[first + start];
+  for (int i = first; i < first + count; i++)
+    if (bwd_variants[i].smem + PCU_BWD_STATIC_SMEM <= smem_optin) return &bwd_variants[i];
+  return NULL;
+}
+
+} /* namespace */
+
+extern "C" int pcu_flash_mma_backward_supported(const pcu_flash_bwd_args *a, int cc, size_t smem_optin) {
+  return bwd_pick(a, cc, smem_optin) != NULL;
+}
+
+/* cudaErrorNotSupported when this path does not apply (the caller then uses the cuBLAS path). */
+extern "C" int pcu_flash_mma_backward(cudaStream_t s, const pcu_flash_bwd_args *a, int cc, size_t smem_optin) {
+  const bwd_variant *v = bwd_pick(a, cc, smem_optin);
+  if (!v) return (int)cudaErrorNotSupported;
+  const int64_t nq = a->q.n, nk = a->k.n;
+  const int64_t nkt = (nk + v->bn - 1) / v->bn, blocks = nkt * a->q.nh * a->nu;
+  if (blocks <= 0) return 0;
+  if (blocks > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
+  bwd_kernel_fn kernel = v->k[a->q.dtype == PCU_BF16];
+  cudaError_t e = pcu_prepare_smem((const void *)kernel, v->smem);
+  if (e != cudaSuccess) return (int)e;
+  /* j <= i + off for i in [0, nq), j in [0, nk): the same for every off <= -nq and every off >= nk */
+  int64_t off = a->causal_offset;
+  if (off < -nq) off = -nq;
+  if (off > nk) off = nk;
+  const int flags = view_vec8(a->q) | view_vec8(a->k) << 1 | view_vec8(a->v) << 2 | view_vec8(a->dout) << 3 |
+                    (a->q.d % 2 == 0 && (uintptr_t)a->dq % 8 == 0 ? 16 : 0);
+  kernel<<<(unsigned)blocks, v->threads, v->smem, s>>>(*a, (int)nkt, (int)off, flags);
+  return (int)cudaGetLastError();
+}
+#endif /* !__CUDACC_RTC__ */
