@@ -27,6 +27,22 @@
  *   - At the end, dK*scale and dV of rows < nk go to the f32 workspaces [nu][hq][nk][d]
  *     (per query head: pcu_scatter sums the group).
  *
+ * D = 256 (SPL = 2): 16 key rows x 256 columns of dK and dV would be 256 accumulator registers
+ * per thread, so the two warps 2p, 2p+1 of a pair share key rows 16p .. 16p+15 (BN = 8*NW) and
+ * split the head dim: warp 2p+h owns columns DW*h .. DW*h+DW-1 (DW = 128) of their dK and dV,
+ * the same 128 accumulators as at D = 128 (FlashAttention-2's d=256 backward also tiles dK/dV
+ * over warps in both directions). Per chunk, each warp computes S^T and dP^T over its own DW
+ * columns of K, Q, V, dO only (partial sums over half the reduction), computing dP^T before P
+ * (not after dV), writes both partials to shared memory (float4 per lane and n-tile), meets its
+ * partner at a 64-thread named barrier (bar.sync 1 + p, 64) and adds the partner's: both warps
+ * then hold the same S^T and dP^T (own + partner's is commutative), compute the same P^T and
+ * dS^T, and each applies them to its own columns (dV_w += P^T dO[:, cols], dK_w += dS^T
+ * Q[:, cols]). Only warp 2p stores dS^T for the dQ phase. The MMA work per warp is that of
+ * D = 128; the exchange adds 2*QC*16 floats out and in per warp and chunk. XB = 2 buffers
+ * alternate by chunk (one barrier per chunk); XB = 1 adds a second barrier before the writes
+ * (half the shared memory, which lets ST = 2 fit in 227 KB). dQ (64 x 256 per tile) is done in
+ * DQP = 2 passes of 64 columns per warp, so its accumulators stay at 32 registers.
+ *
  * Fragments (PTX ISA, mma.m16n8k16 .f16/.bf16; g = lane/4, t = lane%4):
  *   A 16x16 row: a0 = A[g][2t,2t+1], a1 = A[g+8][2t,2t+1], a2 = A[g][2t+8,+9], a3 = A[g+8][2t+8,+9]
  *   B 16x8 col:  b0 = B[2t,2t+1][g], b1 = B[2t+8,2t+9][g]
@@ -68,20 +84,28 @@
 
 namespace pcu_mma_bwd {
 
-/* D: padded head dim (dk and dv); NW warps, BN = 16*NW keys per block; BM query rows per tile,
- * processed by each warp in chunks of QC columns; ST query-tile buffers. */
-template <int D_, int NW_, int BM_, int QC_, int ST_, int MINB_, bool KVR_> struct Cfg {
-  static constexpr int D = D_, NW = NW_, BM = BM_, QC = QC_, ST = ST_, MINB = MINB_;
+/* D: padded head dim (dk and dv); NW warps, SPL warps per group of 16 keys (BN = 16*NW/SPL keys
+ * per block); BM query rows per tile, processed by each warp in chunks of QC columns; ST
+ * query-tile buffers. SPL = 2 (D = 256): the two warps of a pair split the head dim, each
+ * owning DW = D/2 columns of the group's dK and dV, and exchange the partial S^T and dP^T
+ * through XB buffers of shared memory per warp (see the header). */
+template <int D_, int NW_, int BM_, int QC_, int ST_, int MINB_, bool KVR_, int SPL_, int XB_> struct Cfg {
+  static constexpr int D = D_, NW = NW_, BM = BM_, QC = QC_, ST = ST_, MINB = MINB_, SPL = SPL_, XB = XB_;
   static constexpr bool KVR = KVR_;
-  static constexpr int THREADS = 32 * NW, BN = 16 * NW;
+  static constexpr int THREADS = 32 * NW, BN = 16 * NW / SPL, DW = D / SPL;
   static constexpr int P = D + 8;   /* Q, dO, K, V row pitch in halves */
   static constexpr int PS = BM + 8; /* dS^T row pitch in halves */
   static constexpr int KV_EL = BN * P, Q_EL = BM * P, S_EL = BN * PS;
-  /* dQ phase: RT row tiles of 16 query rows x CG column groups of DC columns */
-  static constexpr int RT = BM / 16, CG = NW / RT, DC = D / CG;
-  static constexpr size_t SMEM = (size_t)(2 * KV_EL + 2 * ST * Q_EL + S_EL) * 2 + (size_t)2 * ST * BM * 4;
+  /* partial S^T and dP^T exchange (SPL 2), floats: per buffer, warp, product, n-tile 32 float4 */
+  static constexpr int X_EL = SPL == 1 ? 0 : XB * NW * 2 * (QC / 8) * 128;
+  /* dQ phase: RT row tiles of 16 query rows x CG column groups of DC columns, in DQP passes
+   * of DC/DQP columns (at most 64: the dQ accumulators share the registers with dK and dV) */
+  static constexpr int RT = BM / 16, CG = NW / RT, DC = D / CG, DQP = DC > 64 ? DC / 64 : 1;
+  static constexpr size_t SMEM =
+      (size_t)(2 * KV_EL + 2 * ST * Q_EL + S_EL) * 2 + (size_t)X_EL * 4 + (size_t)2 * ST * BM * 4;
   static_assert(D % 32 == 0 && BM % 16 == 0 && QC % 16 == 0 && BM % QC == 0 && (ST == 1 || ST == 2), "tile shape");
-  static_assert(NW % RT == 0 && D % CG == 0 && DC % 16 == 0, "dQ warp tiling");
+  static_assert((SPL == 1 || SPL == 2) && NW % SPL == 0 && DW % 16 == 0 && (XB == 1 || XB == 2), "head-dim split");
+  static_assert(NW % RT == 0 && D % CG == 0 && DC % (16 * DQP) == 0, "dQ warp tiling");
   static_assert(THREADS % (D / 8) == 0, "whole rows per load pass");
   static_assert(BM <= THREADS, "one thread per query row for lse and D");
 };
@@ -137,6 +161,9 @@ __device__ __forceinline__ float ex2(float x) {
   return y;
 }
 
+/* Barrier of the two warps of a pair (SPL 2): id 1 + pair (0 is __syncthreads'), 64 threads. */
+__device__ __forceinline__ void pair_sync(int id) { asm volatile("bar.sync %0, 64;\n" ::"r"(id) : "memory"); }
+
 /* ROWS x D tile of 16-bit elements into shared memory (pitch C::P) from rows of stride sn
  * starting at src; rows >= nrows and columns >= dcols become 0. async: cp.async (every row
  * start 16-byte aligned); else plain element loads and 16-byte shared stores. Chunk c of
@@ -182,14 +209,18 @@ __device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, in
 template <class C, bool BF16>
 __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash_bwd_args a, int nkt, int off, int flags) {
 #if PCU_BWD_DEVICE
-  constexpr int D = C::D, BM = C::BM, BN = C::BN, QC = C::QC, ST = C::ST, P = C::P, PS = C::PS;
-  constexpr int KT = D / 16, DT = D / 8, NC = QC / 8, RT = C::RT, DC = C::DC, DN = DC / 8;
+  constexpr int BM = C::BM, BN = C::BN, QC = C::QC, ST = C::ST, P = C::P, PS = C::PS;
+  constexpr int SPL = C::SPL, DW = C::DW, KT = DW / 16, DT = DW / 8, NC = QC / 8, RT = C::RT, DC = C::DC;
+  constexpr int DQP = C::DQP, DN = DC / 8 / DQP;
   extern __shared__ uint4 smem_bwd[];
   uint16_t *Ks = (uint16_t *)smem_bwd, *Vs = Ks + C::KV_EL, *Qs = Vs + C::KV_EL, *dOs = Qs + ST * C::Q_EL;
   uint16_t *dSs = dOs + ST * C::Q_EL;
-  float *Ls = (float *)(dSs + C::S_EL), *Dl = Ls + ST * BM; /* per buffer: lse*log2e (or +inf), D */
+  float *Xs = (float *)(dSs + C::S_EL);              /* SPL 2: partial S^T, dP^T exchange */
+  float *Ls = Xs + C::X_EL, *Dl = Ls + ST * BM; /* per buffer: lse*log2e (or +inf), D */
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  /* the warp's group of 16 keys and its first dK/dV column (SPL 1: the warp, 0) */
+  const int kw = warp / SPL, cb = (warp % SPL) * DW;
   const int nq = (int)a.q.n, nk = (int)a.k.n, hq = (int)a.q.nh, group = hq / (int)a.k.nh;
   const int ndk = (int)a.q.d, ndv = (int)a.v.d;
   int bid = (int)blockIdx.x;
@@ -198,7 +229,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
   const int ih = bid % hq, uu = bid / hq, kh = ih / group;
   const int64_t un = a.u0 + uu, is = un % a.q.ns, ib = un / a.q.ns;
   const int64_t plane = (int64_t)uu * hq + ih; /* (unit, query head) plane of the workspaces */
-  const int k0 = kt * BN, wk = k0 + warp * 16;   /* the block's and the warp's first key */
+  const int k0 = kt * BN, wk = k0 + kw * 16;     /* the block's and the warp's first key */
   const bool causal = a.causal != 0;
   /* query i sees key j iff j <= i + off: the first query row that sees key k0 (and with it every
    * later row); none of the tile's keys is seen by an earlier row */
@@ -289,8 +320,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
       if (C::KVR && j == 0) { /* K and V landed with tile 0 */
 #pragma unroll
         for (int kk = 0; kk < KT; kk++) {
-          ldsm_x4(kf[C::KVR ? kk : 0], sK + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
-          ldsm_x4(vf[C::KVR ? kk : 0], sV + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
+          ldsm_x4(kf[C::KVR ? kk : 0], sK + (uint32_t)((kw * 16 * P + cb) * 2) + alane + (uint32_t)(kk * 32));
+          ldsm_x4(vf[C::KVR ? kk : 0], sV + (uint32_t)((kw * 16 * P + cb) * 2) + alane + (uint32_t)(kk * 32));
         }
       }
 
@@ -299,16 +330,21 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
       for (int qr = 0; qr < BM; qr += QC) {
         const int qc0 = q0 + qr; /* first query row of the chunk */
         /* nothing to do (every P = 0): keys past nk, rows past nq, or causal with the warp's
-         * first key after the chunk's last row's last visible key; dS^T must still be 0 there */
+         * first key after the chunk's last row's last visible key; dS^T must still be 0 there.
+         * (The same for both warps of a pair; the skipped chunks of a tile are a prefix or a
+         * suffix of it, never between two that run.) */
         if (wk >= nk || qc0 >= nq || (causal && wk > qc0 + QC - 1 + off)) {
+          if (SPL == 1 || cb == 0) {
 #pragma unroll
-          for (int n = 0; n < NC; n++)
+            for (int n = 0; n < NC; n++)
 #pragma unroll
-            for (int h = 0; h < 2; h++) *(uint32_t *)(dSs + (warp * 16 + g + 8 * h) * PS + qr + n * 8 + 2 * t) = 0u;
+              for (int h = 0; h < 2; h++) *(uint32_t *)(dSs + (kw * 16 + g + 8 * h) * PS + qr + n * 8 + 2 * t) = 0u;
+          }
           continue;
         }
 
-        /* S^T (16 keys x QC queries) = K_w Q^T: A = K rows (ldsm ALANE), B = Q rows as X[n][k] (BLANE) */
+        /* S^T (16 keys x QC queries) = K_w Q^T: A = K rows (ldsm ALANE), B = Q rows as X[n][k] (BLANE).
+         * SPL 2: over the warp's DW columns only (a partial sum) */
         float s[NC][4];
 #pragma unroll
         for (int n = 0; n < NC; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
@@ -319,14 +355,62 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
 #pragma unroll
             for (int e = 0; e < 4; e++) ka[e] = kf[C::KVR ? kk : 0][e];
           } else {
-            ldsm_x4(ka, sK + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
+            ldsm_x4(ka, sK + (uint32_t)((kw * 16 * P + cb) * 2) + alane + (uint32_t)(kk * 32));
           }
 #pragma unroll
           for (int n2 = 0; n2 < NC / 2; n2++) {
             uint32_t b[4];
-            ldsm_x4(b, sQ + qb + blane + (uint32_t)(((qr + n2 * 16) * P + kk * 16) * 2));
+            ldsm_x4(b, sQ + qb + blane + (uint32_t)(((qr + n2 * 16) * P + cb + kk * 16) * 2));
             mma16816<BF16>(s[2 * n2], ka, b);
             mma16816<BF16>(s[2 * n2 + 1], ka, b + 2);
+          }
+        }
+
+        /* dP^T (16 keys x QC queries) = V_w dO^T: A = V rows (ALANE), B = dO rows as X[n][k] (BLANE).
+         * SPL 1: after dV (fewer live registers); SPL 2: here, a partial sum like S^T */
+        float dp[NC][4];
+        if (SPL == 2) {
+#pragma unroll
+          for (int n = 0; n < NC; n++) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+#pragma unroll
+          for (int kk = 0; kk < KT; kk++) {
+            uint32_t va[4];
+            if (C::KVR) {
+#pragma unroll
+              for (int e = 0; e < 4; e++) va[e] = vf[C::KVR ? kk : 0][e];
+            } else {
+              ldsm_x4(va, sV + (uint32_t)((kw * 16 * P + cb) * 2) + alane + (uint32_t)(kk * 32));
+            }
+#pragma unroll
+            for (int n2 = 0; n2 < NC / 2; n2++) {
+              uint32_t b[4];
+              ldsm_x4(b, sdO + qb + blane + (uint32_t)(((qr + n2 * 16) * P + cb + kk * 16) * 2));
+              mma16816<BF16>(dp[2 * n2], va, b);
+              mma16816<BF16>(dp[2 * n2 + 1], va, b + 2);
+            }
+          }
+
+          /* the pair's exchange: own partial sums out, the partner's in (own + partner's:
+           * commutative, so both warps hold the same S^T and dP^T, and compute the same P^T and
+           * dS^T). Per warp and product NC x 32 lanes float4, n-tile-major (conflict-free).
+           * XB 2: buffer (qr/QC)%2; the partner read chunk c's before its barrier of chunk c+1,
+           * which this warp passed before writing chunk c+2's (no skipped chunk between them).
+           * XB 1: a second barrier, before the writes. */
+          const int xb = C::XB == 2 ? (qr / QC) & 1 : 0;
+          float *xo = Xs + ((xb * C::NW + warp) * 2 * NC) * 128 + lane * 4;
+          const float *xp = Xs + ((xb * C::NW + (warp ^ 1)) * 2 * NC) * 128 + lane * 4;
+          if (C::XB == 1) pair_sync(1 + warp / 2);
+#pragma unroll
+          for (int n = 0; n < NC; n++) {
+            *(float4 *)(xo + n * 128) = make_float4(s[n][0], s[n][1], s[n][2], s[n][3]);
+            *(float4 *)(xo + (NC + n) * 128) = make_float4(dp[n][0], dp[n][1], dp[n][2], dp[n][3]);
+          }
+          pair_sync(1 + warp / 2);
+#pragma unroll
+          for (int n = 0; n < NC; n++) {
+            const float4 x = *(const float4 *)(xp + n * 128), y = *(const float4 *)(xp + (NC + n) * 128);
+            s[n][0] += x.x; s[n][1] += x.y; s[n][2] += x.z; s[n][3] += x.w;
+            dp[n][0] += y.x; dp[n][1] += y.y; dp[n][2] += y.z; dp[n][3] += y.w;
           }
         }
 
@@ -357,33 +441,33 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
           pa[2] = pack_rn<BF16>(s[2 * kc + 1][0], s[2 * kc + 1][1]);
           pa[3] = pack_rn<BF16>(s[2 * kc + 1][2], s[2 * kc + 1][3]);
 #pragma unroll
-          for (int n2 = 0; n2 < D / 16; n2++) {
+          for (int n2 = 0; n2 < DW / 16; n2++) {
             uint32_t b[4];
-            ldsm_x4_t(b, sdO + qb + alane + (uint32_t)(((qr + kc * 16) * P + n2 * 16) * 2));
+            ldsm_x4_t(b, sdO + qb + alane + (uint32_t)(((qr + kc * 16) * P + cb + n2 * 16) * 2));
             mma16816<BF16>(dva[2 * n2], pa, b);
             mma16816<BF16>(dva[2 * n2 + 1], pa, b + 2);
           }
         }
 
-        /* dP^T (16 keys x QC queries) = V_w dO^T: A = V rows (ALANE), B = dO rows as X[n][k] (BLANE) */
-        float dp[NC][4];
+        if (SPL == 1) { /* as in the SPL 2 branch (two copies: one shared lambda changed the SPL 1 register allocation) */
 #pragma unroll
-        for (int n = 0; n < NC; n++) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+          for (int n = 0; n < NC; n++) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
 #pragma unroll
-        for (int kk = 0; kk < KT; kk++) {
-          uint32_t va[4];
-          if (C::KVR) {
+          for (int kk = 0; kk < KT; kk++) {
+            uint32_t va[4];
+            if (C::KVR) {
 #pragma unroll
-            for (int e = 0; e < 4; e++) va[e] = vf[C::KVR ? kk : 0][e];
-          } else {
-            ldsm_x4(va, sV + (uint32_t)(warp * 16 * P * 2) + alane + (uint32_t)(kk * 32));
-          }
+              for (int e = 0; e < 4; e++) va[e] = vf[C::KVR ? kk : 0][e];
+            } else {
+              ldsm_x4(va, sV + (uint32_t)((kw * 16 * P + cb) * 2) + alane + (uint32_t)(kk * 32));
+            }
 #pragma unroll
-          for (int n2 = 0; n2 < NC / 2; n2++) {
-            uint32_t b[4];
-            ldsm_x4(b, sdO + qb + blane + (uint32_t)(((qr + n2 * 16) * P + kk * 16) * 2));
-            mma16816<BF16>(dp[2 * n2], va, b);
-            mma16816<BF16>(dp[2 * n2 + 1], va, b + 2);
+            for (int n2 = 0; n2 < NC / 2; n2++) {
+              uint32_t b[4];
+              ldsm_x4(b, sdO + qb + blane + (uint32_t)(((qr + n2 * 16) * P + cb + kk * 16) * 2));
+              mma16816<BF16>(dp[2 * n2], va, b);
+              mma16816<BF16>(dp[2 * n2 + 1], va, b + 2);
+            }
           }
         }
 
@@ -395,8 +479,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
           for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - ((e & 1) ? dd.y : dd.x);
         }
 
-        /* dS^T (rounded as the A operand) to shared memory [key][query] for the dQ phase, and
-         * dK_w += dS^T Q: B = Q rows as X[k][n] (ldsm.trans ALANE) */
+        /* dS^T (rounded as the A operand) to shared memory [key][query] for the dQ phase (SPL 2:
+         * the pair's first warp), and dK_w += dS^T Q: B = Q rows as X[k][n] (ldsm.trans ALANE) */
 #pragma unroll
         for (int kc = 0; kc < QC / 16; kc++) {
           uint32_t da[4];
@@ -404,15 +488,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
           da[1] = pack_rn<BF16>(s[2 * kc][2], s[2 * kc][3]);         /* key g+8, queries 16kc + 2t, +1 */
           da[2] = pack_rn<BF16>(s[2 * kc + 1][0], s[2 * kc + 1][1]); /* key g,   queries 16kc + 8 + 2t, +1 */
           da[3] = pack_rn<BF16>(s[2 * kc + 1][2], s[2 * kc + 1][3]); /* key g+8, queries 16kc + 8 + 2t, +1 */
-          uint16_t *srow = dSs + (warp * 16 + g) * PS + qr + kc * 16 + 2 * t;
-          *(uint32_t *)srow = da[0];
-          *(uint32_t *)(srow + 8 * PS) = da[1];
-          *(uint32_t *)(srow + 8) = da[2];
-          *(uint32_t *)(srow + 8 * PS + 8) = da[3];
+          if (SPL == 1 || cb == 0) {
+            uint16_t *srow = dSs + (kw * 16 + g) * PS + qr + kc * 16 + 2 * t;
+            *(uint32_t *)srow = da[0];
+            *(uint32_t *)(srow + 8 * PS) = da[1];
+            *(uint32_t *)(srow + 8) = da[2];
+            *(uint32_t *)(srow + 8 * PS + 8) = da[3];
+          }
 #pragma unroll
-          for (int n2 = 0; n2 < D / 16; n2++) {
+          for (int n2 = 0; n2 < DW / 16; n2++) {
             uint32_t b[4];
-            ldsm_x4_t(b, sQ + qb + alane + (uint32_t)(((qr + kc * 16) * P + n2 * 16) * 2));
+            ldsm_x4_t(b, sQ + qb + alane + (uint32_t)(((qr + kc * 16) * P + cb + n2 * 16) * 2));
             mma16816<BF16>(dka[2 * n2], da, b);
             mma16816<BF16>(dka[2 * n2 + 1], da, b + 2);
           }
@@ -428,48 +514,53 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
       }
       if (ST == 2 || jn < count) pcu_cp_commit();
 
-      /* ---- phase 2: dQ (BM x D) += scale * dS K; warp: query rows 16*rt.., columns DC*cg.. ---- */
+      /* ---- phase 2: dQ (BM x D) += scale * dS K; warp: query rows 16*rt.., columns DC*cg..,
+       * DC/DQP at a time ---- */
       {
         const int rt = warp % RT, cg = warp / RT, i0 = q0 + rt * 16;
         /* rows past nq, or (causal) no row of the 16 sees key k0, so all their dS are 0 */
         if (i0 < nq && !(causal && k0 > i0 + 15 + off)) {
-          float dq[DN][4];
+#pragma unroll 1
+          for (int cp = 0; cp < DQP; cp++) {
+            const int cq = cg * DC + cp * (DC / DQP); /* the pass's first column */
+            float dq[DN][4];
 #pragma unroll
-          for (int n = 0; n < DN; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+            for (int n = 0; n < DN; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
 #pragma unroll
-          for (int kk = 0; kk < BN / 16; kk++) {
-            /* A = dS (queries x keys) from dS^T stored [key][query]: ldsm.trans BLANE */
-            uint32_t sa[4];
-            ldsm_x4_t(sa, sdS + blaneS + (uint32_t)((kk * 16 * PS + rt * 16) * 2));
+            for (int kk = 0; kk < BN / 16; kk++) {
+              /* A = dS (queries x keys) from dS^T stored [key][query]: ldsm.trans BLANE */
+              uint32_t sa[4];
+              ldsm_x4_t(sa, sdS + blaneS + (uint32_t)((kk * 16 * PS + rt * 16) * 2));
 #pragma unroll
-            for (int n2 = 0; n2 < DN / 2; n2++) {
-              /* B = K rows (keys x d) as X[k][n]: ldsm.trans ALANE */
-              uint32_t b[4];
-              ldsm_x4_t(b, sK + alane + (uint32_t)((kk * 16 * P + cg * DC + n2 * 16) * 2));
-              mma16816<BF16>(dq[2 * n2], sa, b);
-              mma16816<BF16>(dq[2 * n2 + 1], sa, b + 2);
-            }
-          }
-          const bool vec2 = (flags & 16) != 0;
-#pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int i = i0 + g + 8 * h;
-            if (i >= nq) continue;
-            float *row = (float *)planes[4] + (int64_t)i * ndk;
-#pragma unroll
-            for (int n = 0; n < DN; n++) {
-              const int c = cg * DC + n * 8 + 2 * t;
-              if (c >= ndk) continue;
-              const float x0 = a.scale * dq[n][2 * h], x1 = a.scale * dq[n][2 * h + 1];
-#if __CUDA_ARCH__ >= 900
-              if (vec2) { /* dk even: c + 1 < dk and the pair 8-byte aligned */
-                red_add2(row + c, x0, x1);
-                continue;
+              for (int n2 = 0; n2 < DN / 2; n2++) {
+                /* B = K rows (keys x d) as X[k][n]: ldsm.trans ALANE */
+                uint32_t b[4];
+                ldsm_x4_t(b, sK + alane + (uint32_t)((kk * 16 * P + cq + n2 * 16) * 2));
+                mma16816<BF16>(dq[2 * n2], sa, b);
+                mma16816<BF16>(dq[2 * n2 + 1], sa, b + 2);
               }
+            }
+            const bool vec2 = (flags & 16) != 0;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+              const int i = i0 + g + 8 * h;
+              if (i >= nq) continue;
+              float *row = (float *)planes[4] + (int64_t)i * ndk;
+#pragma unroll
+              for (int n = 0; n < DN; n++) {
+                const int c = cq + n * 8 + 2 * t;
+                if (c >= ndk) continue;
+                const float x0 = a.scale * dq[n][2 * h], x1 = a.scale * dq[n][2 * h + 1];
+#if __CUDA_ARCH__ >= 900
+                if (vec2) { /* dk even: c + 1 < dk and the pair 8-byte aligned */
+                  red_add2(row + c, x0, x1);
+                  continue;
+                }
 #endif
-              (void)vec2;
-              red_add(row + c, x0);
-              if (c + 1 < ndk) red_add(row + c + 1, x1);
+                (void)vec2;
+                red_add(row + c, x0);
+                if (c + 1 < ndk) red_add(row + c + 1, x1);
+              }
             }
           }
         }
@@ -488,7 +579,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
     asm volatile("mov.u32 %0, %%ctaid.x;\n" : "=r"(b2));
     plane2 = b2 / nkt;
   }
-  const int wk2 = (int)(blockIdx.x % nkt) * BN + warp * 16;
+  const int wk2 = (int)(blockIdx.x % nkt) * BN + kw * 16;
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int r = wk2 + g + 8 * h;
@@ -498,7 +589,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
     for (int n = 0; n < DT; n++)
 #pragma unroll
       for (int e = 0; e < 2; e++) {
-        const int c = n * 8 + 2 * t + e;
+        const int c = cb + n * 8 + 2 * t + e;
         if (c < ndk) rk[c] = a.scale * dka[n][2 * h + e];
         if (c < ndv) rv[c] = dva[n][2 * h + e];
       }
@@ -508,24 +599,29 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
 
 } /* namespace pcu_mma_bwd */
 
-/* The variants: D, NW, BM, QC, ST, MINB (__launch_bounds__' blocks per multiprocessor), KVR
- * (see bwd_variants below), the preferred one first for each D. At D=64 two blocks per SM
+/* The variants: D, NW, BM, QC, ST, MINB (__launch_bounds__' blocks per multiprocessor), KVR,
+ * SPL, XB (see bwd_variants below), the preferred one first for each D. At D=64 two blocks per SM
  * (QC=16) beat one with K and V in registers by 1.09-1.16x (H200, FlashAttention's shapes,
  * bf16 and f16, causal and not); at D=128 the two 64-query-row entries were within 1%. The one list feeds the host table and, under NVRTC, the explicit
  * instantiations (common.cuh, "Under NVRTC"). */
-#define BWD_VARIANTS(X)                 \
-  X(32, 8, 64, 32, 2, 2, true)          \
-  X(64, 8, 64, 16, 2, 2, false)         \
-  X(64, 8, 64, 32, 2, 1, true)          \
-  X(128, 8, 64, 32, 2, 1, false)        \
-  X(128, 8, 64, 32, 1, 1, false)        \
-  X(128, 4, 32, 32, 2, 1, false)
+#define BWD_VARIANTS(X)                    \
+  X(32, 8, 64, 32, 2, 2, true, 1, 1)       \
+  X(64, 8, 64, 16, 2, 2, false, 1, 1)      \
+  X(64, 8, 64, 32, 2, 1, true, 1, 1)       \
+  X(128, 8, 64, 32, 2, 1, false, 1, 1)     \
+  X(128, 8, 64, 32, 1, 1, false, 1, 1)     \
+  X(128, 4, 32, 32, 2, 1, false, 1, 1)     \
+  X(256, 8, 64, 16, 2, 1, false, 2, 1)     \
+  X(256, 8, 64, 32, 1, 1, false, 2, 2)     \
+  X(256, 8, 64, 16, 1, 1, false, 2, 1)     \
+  X(256, 4, 32, 16, 1, 1, false, 2, 2)
 
 #ifdef __CUDACC_RTC__
-#define RTC_BWD(D, NW, BM, QC, ST, MINB, KVR)                                                                                             \
-  template __global__ void pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, false>(pcu_flash_bwd_args, int, int, \
-                                                                                                      int);                    \
-  template __global__ void pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, true>(pcu_flash_bwd_args, int, int, int);
+#define RTC_BWD(D, NW, BM, QC, ST, MINB, KVR, SPL, XB)                                                                  \
+  template __global__ void pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR, SPL, XB>, false>( \
+      pcu_flash_bwd_args, int, int, int);                                                                               \
+  template __global__ void pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR, SPL, XB>, true>(  \
+      pcu_flash_bwd_args, int, int, int);
 BWD_VARIANTS(RTC_BWD)
 #else /* host side */
 
@@ -539,10 +635,10 @@ struct bwd_variant {
   bwd_kernel_fn k[2]; /* [bf16] */
 };
 
-#define PCU_BWD_ROW(D, NW, BM, QC, ST, MINB, KVR)                                                                               \
-  {D, 16 * (NW), 32 * (NW), pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>::SMEM,                                               \
-   {pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, false>,                                        \
-    pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR>, true>}},
+#define PCU_BWD_ROW(D, NW, BM, QC, ST, MINB, KVR, SPL, XB)                                                 \
+  {D, 16 * (NW) / (SPL), 32 * (NW), pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR, SPL, XB>::SMEM,                 \
+   {pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR, SPL, XB>, false>,                  \
+    pcu_mma_bwd::k_flash_mma_bwd<pcu_mma_bwd::Cfg<D, NW, BM, QC, ST, MINB, KVR, SPL, XB>, true>}},
 
 /* Per padded head dim, in order of preference; a device takes the first whose shared memory
  * fits. All: 64-row query tiles (but the last), two buffers (but d 128's second). Registers
@@ -553,6 +649,13 @@ struct bwd_variant {
  *         16-column chunks without them, 2 blocks (more ldmatrix, twice the warps) [127 / 128].
  *   d 128: 8 warps, 32-column chunks: 155 KB (A100, H100) [243 / 234]; one buffer: 120.5 KB
  *         [242 / 234]; 4 warps (64 keys), 32-row tiles: 73.5 KB (99 KB devices) [243 / 234].
+ *   d 256: the head dim split over warp pairs (SPL 2, see the header), dQ in two passes.
+ *         8 warps (64 keys), 16-column chunks, two buffers, one exchange buffer: 224 KB (H100,
+ *         H200) [244 / 238]; 32-column chunks, one buffer, two exchange buffers: 205.5 KB
+ *         [240 / 240]; 16-column chunks, one buffer, one exchange buffer: 157.5 KB (A100)
+ *         [238 / 236]; 4 warps (32 keys), 32-row tiles, 16-column chunks, one buffer, two exchange
+ *         buffers: 84.8 KB (99 KB devices) [235 / 231]. Not yet measured against each other.
+ *         (ptxas reports 16 barriers: the pair barrier's id is a register.)
  * PATTN_CUDA_BWD_CFG=k (temporary, for benchmarks) starts the search at the k-th entry of the
  * head dim's list. */
 const bwd_variant bwd_variants[] = {BWD_VARIANTS(PCU_BWD_ROW)};

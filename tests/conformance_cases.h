@@ -119,6 +119,8 @@ static const conf_case backward_bases[] = {
   {ATT(1, 2, 2, 1, 77, 64, 64), .causal = 1},                          /* one query */
   {ATT(1, 2, 2, 65, 129, 128, 128), .causal = 1},
   {ATT(1, 2, 2, 50, 50, 64, 64), .scale = 0.2f},
+  {ATT(1, 2, 2, 70, 90, 256, 256), .causal = 1},                       /* padded D = 256 */
+  {ATT(1, 4, 2, 64, 64, 256, 200)},                                    /* D = 256, GQA, dk != dv */
 };
 
 /* ---- dilated: b, h, n, d, segments/rates ---- */

@@ -316,7 +316,7 @@ static int bwd_gemm_forced(void) {
   return e && strcmp(e, "gemm") == 0;
 }
 
-/* f16/bf16 without PATTN_PRECISION_TF32, on sm_80+, head dims up to 128: the fused kernel;
+/* f16/bf16 without PATTN_PRECISION_TF32, on sm_80+, head dims up to 256: the fused kernel;
  * everything else (f32, TF32, larger head dims, older devices, the knob): cuBLAS. */
 pattn_status cuda_attention_backward(pattn_context *ctx, const pattn_attn_bwd_args *a) {
   cuda_state *st = NULL;
