@@ -611,8 +611,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
   X(128, 8, 64, 32, 2, 1, false, 1, 1)     \
   X(128, 8, 64, 32, 1, 1, false, 1, 1)     \
   X(128, 4, 32, 32, 2, 1, false, 1, 1)     \
-  X(256, 8, 64, 16, 2, 1, false, 2, 1)     \
   X(256, 8, 64, 32, 1, 1, false, 2, 2)     \
+  X(256, 8, 64, 16, 2, 1, false, 2, 1)     \
   X(256, 8, 64, 16, 1, 1, false, 2, 1)     \
   X(256, 4, 32, 16, 1, 1, false, 2, 2)
 
@@ -645,16 +645,19 @@ struct bwd_variant {
  * (ptxas, sm_90 / sm_80, no spills) in brackets.
  *   d 32: 8 warps (128 keys), 32-column chunks, K and V fragments in registers, 2 blocks per
  *         multiprocessor: 59 KB [128 / 123].
- *   d 64: the same at 1 block (the fragments need more registers): 91 KB [196 / 190]; then
- *         16-column chunks without them, 2 blocks (more ldmatrix, twice the warps) [127 / 128].
+ *   d 64: 16-column chunks without the K and V fragments in registers, 2 blocks (more
+ *         ldmatrix, twice the warps) [127 / 128]; then the d 32 shape at 1 block (the
+ *         fragments need more registers): 91 KB [196 / 190].
  *   d 128: 8 warps, 32-column chunks: 155 KB (A100, H100) [243 / 234]; one buffer: 120.5 KB
  *         [242 / 234]; 4 warps (64 keys), 32-row tiles: 73.5 KB (99 KB devices) [243 / 234].
  *   d 256: the head dim split over warp pairs (SPL 2, see the header), dQ in two passes.
- *         8 warps (64 keys), 16-column chunks, two buffers, one exchange buffer: 224 KB (H100,
- *         H200) [244 / 238]; 32-column chunks, one buffer, two exchange buffers: 205.5 KB
- *         [240 / 240]; 16-column chunks, one buffer, one exchange buffer: 157.5 KB (A100)
+ *         8 warps (64 keys), 32-column chunks, one buffer, two exchange buffers: 205.5 KB
+ *         (H100, H200) [240 / 240]; 16-column chunks, two buffers, one exchange buffer: 224 KB
+ *         [244 / 238]; 16-column chunks, one buffer, one exchange buffer: 157.5 KB (A100)
  *         [238 / 236]; 4 warps (32 keys), 32-row tiles, 16-column chunks, one buffer, two exchange
- *         buffers: 84.8 KB (99 KB devices) [235 / 231]. Not yet measured against each other.
+ *         buffers: 84.8 KB (99 KB devices) [235 / 231]. On the H200 (FlashAttention's d=256
+ *         shapes, bf16 and f16, causal and not) the first took 1/1.02-1/1.08 of the second's
+ *         time; the third was level with the second, the fourth 1.1-1.3x slower.
  *         (ptxas reports 16 barriers: the pair barrier's id is a register.)
  * PATTN_CUDA_BWD_CFG=k (temporary, for benchmarks) starts the search at the k-th entry of the
  * head dim's list. */
