@@ -94,6 +94,37 @@ def lrpe_section(out, d, ceil):
     out.append("")
 
 
+def fa2_section(out, d, ceil):
+    """issue 7: bf16/f16 flash at FlashAttention's benchmark shapes against SDPA's FLASH
+    backend (FlashAttention-2) and cuDNN, one line per (direction, dtype, d, causal)"""
+    path, peers_path = os.path.join(d, "fa2-cuda.json"), os.path.join(d, "peers-fa2.json")
+    if not (os.path.exists(path) and os.path.exists(peers_path)):
+        return
+    peers = load(peers_path)
+    ref = {(r["op"], r["impl"], r["dtype"], r["key"]): median(r) for r in peers}
+    out.append("bf16/f16 flash attention, cuda backend on %s, FlashAttention's benchmark shapes (b*n = 16k tokens,"
+               " hidden 2048, n = 512 .. 16384; `%s`; peers PyTorch SDPA's FLASH (FlashAttention-2) and cuDNN backends"
+               " in the same run). Speed ratio = peer time / pattn time, over the six n:\n" % (ceil["device"], os.path.relpath(path, ROOT)))
+    out.append("| pass | dtype | d | causal | pattn TFLOP/s | pattn / FA2 (min-max) | pattn / cuDNN (min-max) |")
+    out.append("|---|---|--:|--:|---|---|---|")
+    groups = {}
+    for r in load(path):
+        t = median(r)
+        if t is None:
+            continue
+        sh = r["shape"]
+        g = groups.setdefault(("fwd" if r["op"] == "attn" else "bwd", r["dtype"], sh["d"], sh["causal"]), [])
+        g.append((r["flops"] / t / 1e9, ref.get((r["op"], "torch sdpa (flash)", r["dtype"], r["key"])),
+                  ref.get((r["op"], "torch sdpa (cudnn)", r["dtype"], r["key"])), t))
+    def span(v):
+        return "%.2f-%.2fx" % (min(v), max(v)) if v else "-"
+    for (pas, dt, dd, c), g in sorted(groups.items(), key=lambda x: (x[0][0] != "fwd", x[0][1], x[0][2], x[0][3])):
+        tf = [x[0] for x in g]
+        out.append("| %s | %s | %d | %d | %.0f-%.0f | %s | %s |" % (pas, dt, dd, c, min(tf), max(tf),
+                   span([x[1] / x[3] for x in g if x[1]]), span([x[2] / x[3] for x in g if x[2]])))
+    out.append("")
+
+
 def ring_section(out, d):
     for path in sorted(glob.glob(os.path.join(d, "ring-scaling-*.json"))):
         rows = load(path)
@@ -124,6 +155,7 @@ def section():
         ceil = load(os.path.join(d, "ceilings.json"))
         flash_section(out, d, ceil)
         lrpe_section(out, d, ceil)
+        fa2_section(out, d, ceil)
         ring_section(out, d)
     out.append(END)
     return "\n".join(out)
