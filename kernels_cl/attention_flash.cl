@@ -3,19 +3,14 @@
  * kernels_cu/attention_flash.cu.
  *
  * A work-group owns BM query rows of one (batch, segment, head) and walks key tiles of BN
- * rows. Work-item (tr, tc), tr < BM/RM, tc < TC, holds RM query rows (RM = 4 or 8, dividing
- * BM; the code takes any multiple of 4, the host passes only those two): the scores of
- * those rows at key columns tc, tc+TC, ... (CN = BN/TC of them) and CD = DP/TC output
- * columns in float4 chunks 4*tc + 4*TC*x (interleaved, so that the TC work-items of a row
- * read consecutive float4s of V: no local-memory bank conflicts). Per key tile:
+ * rows. Work-item (tr, tc), tr < BM/RM, tc < TC, holds RM query rows: the scores of those
+ * rows at key columns tc, tc+TC, ... (CN = BN/TC of them) and CD = DP/TC output columns in
+ * float4 chunks 4*tc + 4*TC*x (interleaved, so that the TC work-items of a row read
+ * consecutive float4s of V: no local-memory bank conflicts). Per key tile:
  *   K -> local; S = (scale*Q) K^T from local (float4 along d); mask/causal/bounds -> -inf;
  *   row max across the TC work-items of a row through local memory; P = exp(S - m) to
- *   local (transposed, so a work-item reads its RM rows of one key as RM/4 consecutive,
- *   16-byte aligned float4s: LDP = BM + 4 and the row offset tr*RM are multiples of 4; the
- *   TC work-items of a row read the same float4s, a broadcast);
- *   V -> local (same buffer as K); acc = acc * alpha + P V: each K or V float4 read from
- *   local memory feeds RM rows (RM = 8: twice the FMAs per load of RM = 4, and RM*CD
- *   accumulators per work-item).
+ *   local (transposed, so a work-item reads its RM rows of one key as one float4);
+ *   V -> local (same buffer as K); acc = acc * alpha + P V.
  * The row sums l stay partial per work-item (their rescaling only needs the shared max)
  * and are added up once at the end.
  *
@@ -23,8 +18,8 @@
  * 4*TC), BM BN RM TC (tile), HAS_MASK, HAS_LSE, BLOCK_SPARSE, VEC_Q VEC_K VEC_V (f32
  * operands whose views are 16-byte aligned: float4 global loads). */
 
-#if RM < 4 || RM % 4 != 0 || BM % RM != 0
-#error "RM must be a multiple of 4 dividing BM: a work-item reads its rows of P as RM/4 float4s"
+#if RM != 4
+#error "RM must be 4: a work-item reads its rows of P as one float4"
 #endif
 #define TR (BM / RM)
 #define NT (TR * TC)
@@ -70,15 +65,6 @@
 DEFINE_TILE_LOAD(load_q, DT_Q, VEC_Q, DK)
 DEFINE_TILE_LOAD(load_k, DT_K, VEC_K, DK)
 DEFINE_TILE_LOAD(load_v, DT_V, VEC_V, DV)
-
-/* acc[R][4 x4 .. 4 x4 + 3] += p * w (inside the P V loop) */
-#define PV_ROW(R, P)                                      \
-  do {                                                    \
-    acc[R][4 * x4 + 0] = fma(P, w.x, acc[R][4 * x4 + 0]); \
-    acc[R][4 * x4 + 1] = fma(P, w.y, acc[R][4 * x4 + 1]); \
-    acc[R][4 * x4 + 2] = fma(P, w.z, acc[R][4 * x4 + 2]); \
-    acc[R][4 * x4 + 3] = fma(P, w.w, acc[R][4 * x4 + 3]); \
-  } while (0)
 
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
 void attention_flash(__global const PT(DT_Q) *q, long8 vq, __global const PT(DT_K) *k, long8 vk,
@@ -204,19 +190,26 @@ void attention_flash(__global const PT(DT_Q) *q, long8 vq, __global const PT(DT_
       barrier(CLK_LOCAL_MEM_FENCE);
 
       for (int j = 0; j < BN; j++) {
-        float4 p4[RM / 4];
-#pragma unroll
-        for (int g = 0; g < RM / 4; g++) p4[g] = ps4[j * (LDP / 4) + tr * (RM / 4) + g];
+        const float4 p4 = ps4[j * (LDP / 4) + tr];
 #pragma unroll
         for (int x4 = 0; x4 < CD / 4; x4++) {
           const float4 w = kv4[j * (LDQ / 4) + x4 * TC + tc];
-#pragma unroll
-          for (int g = 0; g < RM / 4; g++) {
-            PV_ROW(4 * g + 0, p4[g].x);
-            PV_ROW(4 * g + 1, p4[g].y);
-            PV_ROW(4 * g + 2, p4[g].z);
-            PV_ROW(4 * g + 3, p4[g].w);
-          }
+          acc[0][4 * x4 + 0] = fma(p4.x, w.x, acc[0][4 * x4 + 0]);
+          acc[0][4 * x4 + 1] = fma(p4.x, w.y, acc[0][4 * x4 + 1]);
+          acc[0][4 * x4 + 2] = fma(p4.x, w.z, acc[0][4 * x4 + 2]);
+          acc[0][4 * x4 + 3] = fma(p4.x, w.w, acc[0][4 * x4 + 3]);
+          acc[1][4 * x4 + 0] = fma(p4.y, w.x, acc[1][4 * x4 + 0]);
+          acc[1][4 * x4 + 1] = fma(p4.y, w.y, acc[1][4 * x4 + 1]);
+          acc[1][4 * x4 + 2] = fma(p4.y, w.z, acc[1][4 * x4 + 2]);
+          acc[1][4 * x4 + 3] = fma(p4.y, w.w, acc[1][4 * x4 + 3]);
+          acc[2][4 * x4 + 0] = fma(p4.z, w.x, acc[2][4 * x4 + 0]);
+          acc[2][4 * x4 + 1] = fma(p4.z, w.y, acc[2][4 * x4 + 1]);
+          acc[2][4 * x4 + 2] = fma(p4.z, w.z, acc[2][4 * x4 + 2]);
+          acc[2][4 * x4 + 3] = fma(p4.z, w.w, acc[2][4 * x4 + 3]);
+          acc[3][4 * x4 + 0] = fma(p4.w, w.x, acc[3][4 * x4 + 0]);
+          acc[3][4 * x4 + 1] = fma(p4.w, w.y, acc[3][4 * x4 + 1]);
+          acc[3][4 * x4 + 2] = fma(p4.w, w.z, acc[3][4 * x4 + 2]);
+          acc[3][4 * x4 + 3] = fma(p4.w, w.w, acc[3][4 * x4 + 3]);
         }
       }
     }

@@ -17,11 +17,8 @@
 #define STD "-cl-std=CL1.2"
 
 typedef struct flash_cfg {
-  int bm, bn, tc, rm, dp;
+  int bm, bn, tc, dp;
 } flash_cfg;
-
-/* work-items per work-group: bm/rm row groups of tc work-items */
-static size_t flash_threads(const flash_cfg *c) { return (size_t)(c->bm / c->rm) * (size_t)c->tc; }
 
 static size_t flash_local_bytes(const flash_cfg *c) {
   size_t ldq = (size_t)c->dp + 4, ldp = (size_t)c->bm + 4;
@@ -45,26 +42,19 @@ typedef struct flash_call {
   cl_mem rowptr, cols;
 } flash_call;
 
-/* $PATTN_OPENCL_FLASH_TILE="bm,bn,tc[,rm]" or "bm,bn,tc[,rm],dlo,dhi" (query rows, keys per
- * tile, work-items per row, query rows per work-item: 4 when left out, else 4 or 8, dividing
- * bm; bn a multiple of tc; optionally only for head dims dlo <= d <= dhi) is tried before the
- * built-in list, for tuning sweeps on a GPU, e.g. "32,32,16,65,128" is the previous d = 128
- * tile and "64,16,8,8" the d = 128 default with 8 rows per work-item. Five numbers are
- * bm,bn,tc,dlo,dhi (rm = 4). Like every candidate it is used only where it fits the device's
- * local memory and work-group limits. 1 and the tile when it applies. */
-static int flash_env_tile(int64_t dmax, int t[4]) {
+/* $PATTN_OPENCL_FLASH_TILE="bm,bn,tc" or "bm,bn,tc,dlo,dhi" (query rows, keys per tile,
+ * work-items per row; bm a multiple of 4, bn of tc; optionally only for head dims
+ * dlo <= d <= dhi) is tried before the built-in list, for tuning sweeps on a GPU, e.g.
+ * "32,32,16,65,128" is the previous d = 128 tile. Like every candidate it is used only where
+ * it fits the device's local memory and work-group limits. 1 and the tile when it applies. */
+static int flash_env_tile(int64_t dmax, int t[3]) {
   const char *env = getenv("PATTN_OPENCL_FLASH_TILE");
-  int v[6], lo = 0, hi = 1 << 30;
+  int lo = 0, hi = 1 << 30;
   if (!env) return 0;
-  int got = sscanf(env, "%d,%d,%d,%d,%d,%d", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
-  if (got < 3) return 0;
-  t[0] = v[0], t[1] = v[1], t[2] = v[2], t[3] = 4;
-  if (got == 4 || got == 6) t[3] = v[3];
-  if (got == 5) lo = v[3], hi = v[4];
-  if (got == 6) lo = v[4], hi = v[5];
+  int got = sscanf(env, "%d,%d,%d,%d,%d", &t[0], &t[1], &t[2], &lo, &hi);
+  if (got != 3 && got != 5) return 0;
   if (dmax < lo || dmax > hi) return 0;
-  return (t[3] == 4 || t[3] == 8) && t[0] >= t[3] && t[0] % t[3] == 0 && t[1] >= 1 && t[2] >= 1 &&
-         t[0] <= 256 && t[1] <= 256 && t[2] <= 64;
+  return t[0] >= 4 && t[0] % 4 == 0 && t[1] >= 1 && t[2] >= 1 && t[0] <= 256 && t[1] <= 256 && t[2] <= 64;
 }
 
 /* Try the candidate tiles in order of preference; 1 and the kernel when one fits.
@@ -73,45 +63,38 @@ static int flash_env_tile(int64_t dmax, int t[4]) {
  * per 32); its local memory (47.5 KiB at d = 128) fits a 48 KiB device, else the next fits. */
 static pattn_status flash_kernel(pattn_context *ctx, ocl_state *st, const flash_call *fc, flash_cfg *cfg,
                                  ocl_kernel **kern, int *found) {
-  /* {bm, bn, tc, rm}, ended by a zero. The rm = 8 tiles (8 query rows per work-item: each K/V
-   * float4 read from local memory feeds 8 rows, not 4) follow the measured defaults until a GPU
-   * sweep ranks them; at d = 128 they are the ones that fit 48 KiB of local memory (64 x 16 x 8:
-   * 47.5 KiB, 64 threads, 128 accumulators each; 32 x 32 x 16: 39.5 KiB, 64 threads, 64
-   * accumulators). Local memory does not depend on rm (the Q tile is bm rows either way);
-   * 128-row or 64 x 32 x 16 tiles need 62 to 107 KiB at d = 128. */
-  static const int cand_small[][4] = {{64, 32, 4, 4}, {32, 32, 4, 4}, {16, 16, 4, 4}, {8, 8, 4, 4}, {0}};
-  static const int cand_64[][4] = {{64, 32, 8, 4}, {32, 32, 8, 4}, {64, 32, 8, 8}, {16, 16, 4, 4}, {8, 8, 4, 4}, {0}};
-  static const int cand_128[][4] = {{64, 16, 8, 4}, {32, 32, 16, 4}, {64, 16, 8, 8}, {32, 32, 16, 8},
-                                    {16, 16, 8, 4}, {8, 8, 4, 4}, {0}};
-  static const int cand_big[][4] = {{16, 16, 16, 4}, {8, 8, 8, 4}, {4, 4, 4, 4}, {0}};
+  static const int cand_small[][3] = {{64, 32, 4}, {32, 32, 4}, {16, 16, 4}, {8, 8, 4}};
+  static const int cand_64[][3] = {{64, 32, 8}, {32, 32, 8}, {16, 16, 4}, {8, 8, 4}};
+  static const int cand_128[][3] = {{64, 16, 8}, {32, 32, 16}, {16, 16, 8}, {8, 8, 4}};
+  static const int cand_big[][3] = {{16, 16, 16}, {8, 8, 8}, {4, 4, 4}, {4, 4, 4}};
   const int64_t dk = fc->q->d, dv = fc->v->d, dmax = dk > dv ? dk : dv;
-  const int(*list)[4] = dmax <= 16 ? cand_small : dmax <= 64 ? cand_64 : dmax <= 128 ? cand_128 : cand_big;
-  int cand[8][4], ncand = 0, env = 0;
-  if (flash_env_tile(dmax, cand[0])) ncand = env = 1;
-  for (int c = 0; list[c][0] && ncand < 8; c++, ncand++) memcpy(cand[ncand], list[c], sizeof cand[0]);
+  const int(*list)[3] = dmax <= 16 ? cand_small : dmax <= 64 ? cand_64 : dmax <= 128 ? cand_128 : cand_big;
+  int cand[5][3], ncand = 0;
+  if (flash_env_tile(dmax, cand[0])) ncand = 1;
+  for (int c = 0; c < 4; c++, ncand++) memcpy(cand[ncand], list[c], sizeof cand[0]);
   /* d <= 128, short sequences: with 64-row tiles the grid is under two work-groups per
    * compute unit; 32 x 32 x 16 then wins (H200, NVIDIA OpenCL, f32, b=1 h=12 d=128:
    * n=1024 0.323 ms against 0.382; from n=2048, where the grid fills the device, 64 x 16
    * is 1.39x faster) */
   const int64_t units = fc->q->nb * fc->q->ns * fc->q->nh;
-  if (list == cand_128 && !env && !fc->sparse &&
+  if (list == cand_128 && ncand == 4 && !fc->sparse &&
       (fc->q->n + list[0][0] - 1) / list[0][0] * units < 2 * (int64_t)st->compute_units) {
     memcpy(cand[0], list[1], sizeof cand[0]);
     memcpy(cand[1], list[0], sizeof cand[0]);
   }
   *found = 0;
   for (int c = 0; c < ncand; c++) {
-    flash_cfg f = {cand[c][0], cand[c][1], cand[c][2], cand[c][3], 0};
+    flash_cfg f = {cand[c][0], cand[c][1], cand[c][2], 0};
     f.dp = (int)ocl_round_up((size_t)dmax, 4u * (size_t)f.tc);
-    size_t nt = flash_threads(&f);
+    size_t nt = (size_t)(f.bm / 4) * (size_t)f.tc;
     if (f.bn % f.tc != 0 || nt > st->max_wg || flash_local_bytes(&f) > st->local_mem) continue;
     char opts[640];
     snprintf(opts, sizeof opts,
              STD " -DDT_Q=%s -DDT_K=%s -DDT_V=%s -DDT_O=%s -DDT_M=%s -DDK=%lld -DDV=%lld -DDP=%d -DBM=%d -DBN=%d"
-                 " -DRM=%d -DTC=%d -DHAS_MASK=%d -DHAS_LSE=%d -DBLOCK_SPARSE=%d -DVEC_Q=%d -DVEC_K=%d -DVEC_V=%d",
+                 " -DRM=4 -DTC=%d -DHAS_MASK=%d -DHAS_LSE=%d -DBLOCK_SPARSE=%d -DVEC_Q=%d -DVEC_K=%d -DVEC_V=%d",
              ocl_dtype_define(fc->q->dtype), ocl_dtype_define(fc->k->dtype), ocl_dtype_define(fc->v->dtype),
              ocl_dtype_define(fc->out->dtype), ocl_dtype_define(fc->mask ? fc->mask->dtype : PATTN_F32),
-             (long long)dk, (long long)dv, f.dp, f.bm, f.bn, f.rm, f.tc, fc->mask != NULL, fc->lse != NULL, fc->sparse,
+             (long long)dk, (long long)dv, f.dp, f.bm, f.bn, f.tc, fc->mask != NULL, fc->lse != NULL, fc->sparse,
              vec_ok(st, fc->q), vec_ok(st, fc->k), vec_ok(st, fc->v));
     ocl_kernel *k;
     pattn_status s = ocl_get_kernel(ctx, st, "attention_flash", opts, "attention_flash", &k);
@@ -144,7 +127,7 @@ static pattn_status flash_launch(pattn_context *ctx, ocl_state *st, const flash_
   OCL_ARG(a, bo); OCL_ARG(a, vo); OCL_ARG(a, bm); OCL_ARG(a, vm); OCL_ARG(a, bl); OCL_ARG(a, vl);
   OCL_ARG(a, nq); OCL_ARG(a, nk); OCL_ARG(a, ns); OCL_ARG(a, nh); OCL_ARG(a, group); OCL_ARG(a, scale);
   OCL_ARG(a, out_scale); OCL_ARG(a, causal); OCL_ARG(a, coff); OCL_ARG(a, rp); OCL_ARG(a, cols);
-  size_t nt = flash_threads(cfg);
+  size_t nt = (size_t)(cfg->bm / 4) * (size_t)cfg->tc;
   size_t tiles = fc->sparse ? (size_t)fc->nqb * (((size_t)fc->bsz + (size_t)cfg->bm - 1) / (size_t)cfg->bm)
                             : ((size_t)q->n + (size_t)cfg->bm - 1) / (size_t)cfg->bm;
   cl_int ntiles = (cl_int)tiles;
