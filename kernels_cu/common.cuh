@@ -107,6 +107,8 @@ __device__ __forceinline__ pcu_flash_tile pcu_flash_tile_of(const pcu_flash_args
  * The checker compares each file's NVRTC kernels with nvcc's own build of the file (which
  * instantiates what the host side launches), so a variant the NVRTC side lacks fails CI. */
 #ifndef __CUDACC_RTC__
+#include <stdlib.h>
+
 /* Blocks for a grid-stride launch of n items: enough to fill the device, capped so the
  * 1-D grid never exceeds its limit. */
 static inline unsigned pcu_blocks(int64_t n, int threads) {
@@ -128,6 +130,51 @@ static inline cudaError_t pcu_prepare_smem(const void *kernel, size_t smem) {
       cudaSuccess)
     (void)cudaGetLastError();
   return cudaSuccess;
+}
+
+/* Every row start of v (all batches, segments and heads) on a multiple of `align` bytes, for
+ * elements of `esize` bytes: the condition of the flash kernels' vector loads. */
+static inline int pcu_rows_aligned(const pcu_view &v, int esize, int align) {
+  const int64_t m = align / esize;
+  return ((uintptr_t)v.buf % (uintptr_t)align) == 0 && v.offset % m == 0 && v.sn % m == 0 && (v.nh <= 1 || v.sh % m == 0) &&
+         (v.ns <= 1 || v.ss % m == 0) && (v.nb <= 1 || v.sb % m == 0);
+}
+
+/* The padded head dim of the flash kernels' tables: the smallest power of two >= 32 holding dmax. */
+static inline int pcu_head_dim_pad(int64_t dmax) {
+  int d = 32;
+  while (d < dmax) d *= 2;
+  return d;
+}
+
+/* j <= i + off for i in [0, nq), j in [0, nk) is the same for every off <= -nq and every
+ * off >= nk: clamped there, the kernels' 32-bit sums of rows and offsets cannot overflow. */
+static inline int64_t pcu_clamp_causal(int64_t off, int64_t nq, int64_t nk) {
+  return off < -nq ? -nq : off > nk ? nk : off;
+}
+
+/* A tuning override read on every call (a non-negative index), 0 when unset. */
+static inline int pcu_env_index(const char *name) {
+  const char *e = getenv(name);
+  return e && *e >= '0' && *e <= '9' ? atoi(e) : 0;
+}
+
+/* Of the table's rows for padded head dim d (contiguous, in order of preference), the index of
+ * the one at $env (a tuning override) if fits(row), else of the first that fits; -1 if none. */
+template <class T, class Fits>
+static inline int pcu_pick_variant(const T *tab, int n, int d, const char *env, Fits fits) {
+  int first = -1, count = 0;
+  for (int i = 0; i < n; i++)
+    if (tab[i].d == d) {
+      if (first < 0) first = i;
+      count++;
+    }
+  if (first < 0) return -1;
+  const int start = pcu_env_index(env);
+  if (start < count && fits(tab[first + start])) return first + start;
+  for (int i = first; i < first + count; i++)
+    if (fits(tab[i])) return i;
+  return -1;
 }
 #endif
 

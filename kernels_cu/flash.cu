@@ -455,9 +455,7 @@ static const flash_variant variants[] = {FLASH_VARIANTS(ROW, ROW2)};
  * memory, the first (sms <= 0), else the first whose grid has at least two blocks per
  * multiprocessor, else (short sequences) the one with the fewest query rows per block. */
 static const flash_variant *pick(int64_t dk, int64_t dv, size_t smem_optin, int64_t nq, int64_t units, int sms) {
-  int64_t dmax = dk > dv ? dk : dv;
-  int d = 32;
-  while (d < dmax) d *= 2;
+  const int d = pcu_head_dim_pad(dk > dv ? dk : dv);
   const flash_variant *best = NULL;
   for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
     const flash_variant *v = &variants[i];

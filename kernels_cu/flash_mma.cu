@@ -423,40 +423,16 @@ struct mma_variant {
  * for the mask loads. */
 const mma_variant mma_variants[] = {MMA_VARIANTS(PCU_MMA_ROW)};
 
-int mma_cfg_env() {
-  const char *e = getenv("PATTN_CUDA_MMA_CFG");
-  return e && *e >= '0' && *e <= '9' ? atoi(e) : 0;
-}
-
+/* PATTN_CUDA_MMA_CFG=k (temporary, for benchmarks) starts the search at the k-th entry of the
+ * head dim's list. */
 const mma_kernels *mma_pick(int d, int mask, size_t smem_optin) {
-  const int n = (int)(sizeof mma_variants / sizeof mma_variants[0]);
-  int first = -1, count = 0;
-  for (int i = 0; i < n; i++)
-    if (mma_variants[i].d == d) {
-      if (first < 0) first = i;
-      count++;
-    }
-  if (first < 0) return NULL;
-  const int start = mma_cfg_env();
-  if (start < count && mma_variants[first + start].cfg[mask].smem + PCU_MMA_STATIC_SMEM <= smem_optin) return &mma_variants[first + start].cfg[mask];
-  for (int i = first; i < first + count; i++)
-    if (mma_variants[i].cfg[mask].smem + PCU_MMA_STATIC_SMEM <= smem_optin) return &mma_variants[i].cfg[mask];
-  return NULL;
-}
-
-/* Every row start of the view 16-byte aligned (2-byte elements). */
-int view_vec8(const pcu_view &v) {
-  bool ok = ((uintptr_t)v.buf % 16) == 0 && v.offset % 8 == 0 && v.sn % 8 == 0 && (v.nh <= 1 || v.sh % 8 == 0) &&
-            (v.ns <= 1 || v.ss % 8 == 0) && (v.nb <= 1 || v.sb % 8 == 0);
-  return ok ? 1 : 0;
+  const int i = pcu_pick_variant(mma_variants, (int)(sizeof mma_variants / sizeof mma_variants[0]), d, "PATTN_CUDA_MMA_CFG",
+                                 [&](const mma_variant &v) { return v.cfg[mask].smem + PCU_MMA_STATIC_SMEM <= smem_optin; });
+  return i < 0 ? NULL : &mma_variants[i].cfg[mask];
 }
 
 /* 16-bit output whose row starts are 4-byte aligned. */
-int view_vec2(const pcu_view &v) {
-  bool ok = (v.dtype == PCU_F16 || v.dtype == PCU_BF16) && ((uintptr_t)v.buf % 4) == 0 && v.offset % 2 == 0 &&
-            v.sn % 2 == 0 && (v.nh <= 1 || v.sh % 2 == 0) && (v.ns <= 1 || v.ss % 2 == 0) && (v.nb <= 1 || v.sb % 2 == 0);
-  return ok ? 1 : 0;
-}
+int view_vec2(const pcu_view &v) { return (v.dtype == PCU_F16 || v.dtype == PCU_BF16) && pcu_rows_aligned(v, 2, 4); }
 
 } /* namespace */
 
@@ -470,9 +446,7 @@ extern "C" int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, in
       a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns >= lim)
     return (int)cudaErrorNotSupported;
   const int64_t dmax = a->q.d > a->v.d ? (a->q.d > a->k.d ? a->q.d : a->k.d) : (a->v.d > a->k.d ? a->v.d : a->k.d);
-  int d = 32;
-  while (d < dmax) d *= 2;
-  const mma_kernels *v = mma_pick(d, a->mask.buf != NULL, smem_optin);
+  const mma_kernels *v = mma_pick(pcu_head_dim_pad(dmax), a->mask.buf != NULL, smem_optin);
   if (!v) return (int)cudaErrorNotSupported;
   mma_kernel_fn kernel = v->k[dt == PCU_BF16];
   const int64_t nqt = (nq + v->bm - 1) / v->bm, blocks = nqt * a->q.nh * a->q.ns * a->q.nb;
@@ -482,11 +456,9 @@ extern "C" int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, in
     cudaError_t e = cudaFuncSetAttribute((const void *)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)v->smem);
     if (e != cudaSuccess) return (int)e;
   }
-  /* j <= i + off for i in [0, nq), j in [0, nk): the same for every off <= -nq and every off >= nk */
-  int64_t off = a->causal_offset;
-  if (off < -nq) off = -nq;
-  if (off > nk) off = nk;
-  const int flags = view_vec8(a->q) | view_vec8(a->k) << 1 | view_vec8(a->v) << 2 | view_vec2(a->out) << 3;
+  const int64_t off = pcu_clamp_causal(a->causal_offset, nq, nk);
+  const int flags = pcu_rows_aligned(a->q, 2, 16) | pcu_rows_aligned(a->k, 2, 16) << 1 | pcu_rows_aligned(a->v, 2, 16) << 2 |
+                    view_vec2(a->out) << 3;
   kernel<<<(unsigned)blocks, v->threads, v->smem, s>>>(*a, (int)nqt, (int)off, flags);
   return (int)cudaGetLastError();
 }

@@ -594,18 +594,6 @@ struct bwd_variant {
  * head dim's list. */
 const bwd_variant bwd_variants[] = {BWD_VARIANTS(PCU_BWD_ROW)};
 
-int bwd_cfg_env() {
-  const char *e = getenv("PATTN_CUDA_BWD_CFG");
-  return e && *e >= '0' && *e <= '9' ? atoi(e) : 0;
-}
-
-/* Every row start of the view 16-byte aligned (2-byte elements). */
-int view_vec8(const pcu_view &v) {
-  bool ok = ((uintptr_t)v.buf % 16) == 0 && v.offset % 8 == 0 && v.sn % 8 == 0 && (v.nh <= 1 || v.sh % 8 == 0) &&
-            (v.ns <= 1 || v.ss % 8 == 0) && (v.nb <= 1 || v.sb % 8 == 0);
-  return ok ? 1 : 0;
-}
-
 /* The variant for a, or NULL where this path does not apply. */
 const bwd_variant *bwd_pick(const pcu_flash_bwd_args *a, int cc, size_t smem_optin) {
   const int dt = a->q.dtype;
@@ -616,21 +604,10 @@ const bwd_variant *bwd_pick(const pcu_flash_bwd_args *a, int cc, size_t smem_opt
       a->q.d <= 0 || a->v.d <= 0 || a->k.d != a->q.d || a->dout.d != a->v.d || a->nu * a->q.nh >= lim)
     return NULL;
   const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
-  int d = 32;
-  while (d < dmax) d *= 2;
-  const int n = (int)(sizeof bwd_variants / sizeof bwd_variants[0]);
-  int first = -1, count = 0;
-  for (int i = 0; i < n; i++)
-    if (bwd_variants[i].d == d) {
-      if (first < 0) first = i;
-      count++;
-    }
-  if (first < 0) return NULL;
-  const int start = bwd_cfg_env();
-  if (start < count && bwd_variants[first + start].smem + PCU_BWD_STATIC_SMEM <= smem_optin) return &bwd_variants[first + start];
-  for (int i = first; i < first + count; i++)
-    if (bwd_variants[i].smem + PCU_BWD_STATIC_SMEM <= smem_optin) return &bwd_variants[i];
-  return NULL;
+  const int i = pcu_pick_variant(bwd_variants, (int)(sizeof bwd_variants / sizeof bwd_variants[0]), pcu_head_dim_pad(dmax),
+                                 "PATTN_CUDA_BWD_CFG",
+                                 [&](const bwd_variant &v) { return v.smem + PCU_BWD_STATIC_SMEM <= smem_optin; });
+  return i < 0 ? NULL : &bwd_variants[i];
 }
 
 } /* namespace */
@@ -650,11 +627,9 @@ extern "C" int pcu_flash_mma_backward(cudaStream_t s, const pcu_flash_bwd_args *
   bwd_kernel_fn kernel = v->k[a->q.dtype == PCU_BF16];
   cudaError_t e = pcu_prepare_smem((const void *)kernel, v->smem);
   if (e != cudaSuccess) return (int)e;
-  /* j <= i + off for i in [0, nq), j in [0, nk): the same for every off <= -nq and every off >= nk */
-  int64_t off = a->causal_offset;
-  if (off < -nq) off = -nq;
-  if (off > nk) off = nk;
-  const int flags = view_vec8(a->q) | view_vec8(a->k) << 1 | view_vec8(a->v) << 2 | view_vec8(a->dout) << 3 |
+  const int64_t off = pcu_clamp_causal(a->causal_offset, nq, nk);
+  const int flags = pcu_rows_aligned(a->q, 2, 16) | pcu_rows_aligned(a->k, 2, 16) << 1 | pcu_rows_aligned(a->v, 2, 16) << 2 |
+                    pcu_rows_aligned(a->dout, 2, 16) << 3 |
                     (a->q.d % 2 == 0 && (uintptr_t)a->dq % 8 == 0 ? 16 : 0);
   kernel<<<(unsigned)blocks, v->threads, v->smem, s>>>(*a, (int)nkt, (int)off, flags);
   return (int)cudaGetLastError();

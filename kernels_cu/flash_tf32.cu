@@ -540,12 +540,6 @@ typedef struct tf32_variant {
 static const tf32_variant tf32_variants[] = {TF32_VARIANTS(TF32_ENTRY)};
 #undef TF32_ENTRY
 
-static int tf32_vec4(const pcu_view &v) {
-  bool ok = ((uintptr_t)v.buf % 16) == 0 && v.offset % 4 == 0 && v.sn % 4 == 0 && (v.nh <= 1 || v.sh % 4 == 0) &&
-            (v.ns <= 1 || v.ss % 4 == 0) && (v.nb <= 1 || v.sb % 4 == 0);
-  return ok ? 1 : 0;
-}
-
 /* cudaErrorNotSupported when this path does not apply (cc < 80, not all of q, k, v f32,
  * block-sparse, head dims beyond 256, or no variant fits the shared memory): the caller then
  * uses pcu_flash_forward. tf32_only: PATTN_PRECISION_TF32 (one tf32 product), else 3xTF32. */
@@ -555,8 +549,7 @@ extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, i
     return (int)cudaErrorNotSupported;
   const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
   if (dmax > 256) return (int)cudaErrorNotSupported;
-  int d = 32;
-  while (d < dmax) d *= 2;
+  const int d = pcu_head_dim_pad(dmax);
   const int exact = tf32_only ? 0 : 1;
   const int64_t units = a->q.nb * a->q.ns * a->q.nh;
   const tf32_variant *v = NULL, *small = NULL;
@@ -574,14 +567,11 @@ extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, i
   if (blocks > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
   const cudaError_t e = pcu_prepare_smem((const void *)v->kernel, v->smem);
   if (e != cudaSuccess) return (int)e;
-  /* j <= i + off for i in [0, nq), j in [0, nk) is the same for every off <= -nq and every
-   * off >= nk: clamped, the kernel's sums of rows and offsets cannot overflow */
   pcu_flash_args f = *a;
-  if (f.causal_offset < -f.q.n) f.causal_offset = -f.q.n;
-  if (f.causal_offset > f.k.n) f.causal_offset = f.k.n;
-  const int veco = a->out.dtype == PCU_F32 && tf32_vec4(a->out);
-  v->kernel<<<(unsigned)blocks, (unsigned)v->threads, v->smem, s>>>(f, nqt, tf32_vec4(a->q), tf32_vec4(a->k),
-                                                                    tf32_vec4(a->v), veco);
+  f.causal_offset = pcu_clamp_causal(f.causal_offset, f.q.n, f.k.n);
+  const int veco = a->out.dtype == PCU_F32 && pcu_rows_aligned(a->out, 4, 16);
+  v->kernel<<<(unsigned)blocks, (unsigned)v->threads, v->smem, s>>>(f, nqt, pcu_rows_aligned(a->q, 4, 16),
+                                                                    pcu_rows_aligned(a->k, 4, 16), pcu_rows_aligned(a->v, 4, 16), veco);
   return (int)cudaGetLastError();
 }
 #endif /* host side */

@@ -218,6 +218,16 @@ pattn_status cuda_block_sparse(pattn_context *ctx, const pattn_block_sparse_args
 
 /* ---- backward ---- */
 
+/* dq, dk, dv of units u0 .. u0+cu-1 from dense f32 [cu][H][n][d] gradients (dK and dV per
+ * query head: summed over each GQA group of `group` heads), in the views' dtypes. */
+static cudaError_t store_grads(cuda_state *st, const pattn_attn_bwd_args *a, const float *dQf, const float *dKf,
+                               const float *dVf, int64_t u0, int64_t cu, int64_t group) {
+  cudaError_t e = pcu_scatter(st->stream, cuda_view(&a->dq), dQf, u0, cu, 1, 1.0f);
+  if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dk), dKf, u0, cu, group, 1.0f);
+  if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dv), dVf, u0, cu, group, 1.0f);
+  return e;
+}
+
 /* cuBLAS GEMMs on f32 workspaces (any dtype, TF32 on request), O(n^2) workspace per unit. */
 static pattn_status gemm_backward(pattn_context *ctx, cuda_state *st, const pattn_attn_bwd_args *a) {
   pattn_status s = PATTN_OK;
@@ -262,9 +272,7 @@ static pattn_status gemm_backward(pattn_context *ctx, cuda_state *st, const patt
     if (s == PATTN_OK)
       s = sgemm(ctx, st, 0, 1, dk, nk, nq, 1.0f, Qf, dk, nq * dk, dP, nk, nq * nk, dKf, dk, nk * dk, batch, "backward dK");
     if (s != PATTN_OK) break;
-    e = pcu_scatter(st->stream, cuda_view(&a->dq), dQf, u0, cu, 1, 1.0f);
-    if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dk), dKf, u0, cu, group, 1.0f);
-    if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dv), dVf, u0, cu, group, 1.0f);
+    e = store_grads(st, a, dQf, dKf, dVf, u0, cu, group);
     if (e) { s = cuda_fail(ctx, e, "attention backward: store"); break; }
   }
 done:
@@ -299,9 +307,7 @@ static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pat
     f->u0 = u0; f->nu = cu;
     e = (cudaError_t)pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin);
     if (e) { s = cuda_fail(ctx, e, "attention backward (fused)"); break; }
-    e = pcu_scatter(st->stream, cuda_view(&a->dq), dQf, u0, cu, 1, 1.0f);
-    if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dk), dKf, u0, cu, group, 1.0f);
-    if (!e) e = pcu_scatter(st->stream, cuda_view(&a->dv), dVf, u0, cu, group, 1.0f);
+    e = store_grads(st, a, dQf, dKf, dVf, u0, cu, group);
     if (e) { s = cuda_fail(ctx, e, "attention backward: store"); break; }
   }
   cuda_ws_free(ctx, ws, bytes);
