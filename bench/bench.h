@@ -142,6 +142,7 @@ void         ops_release_host(void); /* frees the host input buffer (end of a su
  * rows whose run time scales with op_flops/op_bytes (same impl, growing shape). */
 void bench_measure(bench_env *env, pattn_context *ctx, const op_spec *s, bench_row *row);
 void bench_flush_release(void); /* before the context of the runs is destroyed */
+double bench_flush_mb(const bench_env *env); /* MB filled before each timed run (0: none) */
 /* the checks bench_measure makes before creating anything (--max-mem, the run time
  * extrapolated from a smaller row of the same suite, op, impl and dtype): 1 and the row
  * marked skipped when the row would be skipped */

@@ -127,7 +127,7 @@ void print_header(FILE *f, const bench_env *env, const char *title) {
   fprintf(f, "%s\n", title);
   fprintf(f, "pattn %s | backend: %s | device: %s | date: %s\n", pattn_version(),
           env->backend_name, env->device_name, date);
-  double flush = env->is_cpu ? 0 : env->opts->flush_mb < 0 ? 256 : env->opts->flush_mb;
+  const double flush = bench_flush_mb(env);
   fprintf(f, "timing: warm-up, then median of %d runs (device events on GPU backends, else a "
              "synchronised CLOCK_MONOTONIC)", env->opts->reps);
   if (flush > 0) fprintf(f, ", each after a %.0f MB fill on the same queue (cold L2)", flush);

@@ -124,11 +124,16 @@ void bench_flush_release(void) {
   g_flush_ctx = NULL;
 }
 
+double bench_flush_mb(const bench_env *env) {
+  if (env->is_cpu) return 0;
+  return env->opts->flush_mb < 0 ? FLUSH_MB_DEFAULT : env->opts->flush_mb;
+}
+
 /* The scratch tensor for runs on ctx (made before the row's memory is counted), or NULL:
  * CPU backend, --flush-mb 0, or a context other than the suite's own. */
 static pattn_tensor *flush_tensor(const bench_env *env, pattn_context *ctx) {
-  double mb = env->opts->flush_mb < 0 ? FLUSH_MB_DEFAULT : env->opts->flush_mb;
-  if (env->is_cpu || mb <= 0 || ctx != env->ctx) return NULL;
+  const double mb = bench_flush_mb(env);
+  if (mb <= 0 || ctx != env->ctx) return NULL;
   if (g_flush && g_flush_ctx == ctx) return g_flush;
   bench_flush_release();
   int64_t shape[2] = {(int64_t)(mb * 1024 * 1024 / 4 / 1024) + 1, 1024};
