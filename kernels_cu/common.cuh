@@ -42,6 +42,13 @@ __device__ __forceinline__ void pcu_store(void *base, int dt, int64_t i, float x
   else ((float *)base)[i] = x;
 }
 
+/* N (1, 2 or 4) consecutive floats of shared memory at p (aligned to 4N bytes) as one load. */
+template <int N> __device__ __forceinline__ void pcu_lds(const float *p, float *x) {
+  if (N == 4) { float4 t = *(const float4 *)p; x[0] = t.x; x[1] = t.y; x[2] = t.z; x[3] = t.w; }
+  else if (N == 2) { float2 t = *(const float2 *)p; x[0] = t.x; x[1] = t.y; }
+  else x[0] = *p;
+}
+
 /* Row start (column 0) of element (ib, is, ih, i) of a view. */
 __device__ __forceinline__ int64_t pcu_row(const pcu_view &v, int64_t ib, int64_t is, int64_t ih, int64_t i) {
   return v.offset + ib * v.sb + is * v.ss + ih * v.sh + i * v.sn;

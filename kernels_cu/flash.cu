@@ -70,12 +70,6 @@ __device__ __forceinline__ void load_tile(float *dst, int pitch, int rows, const
   }
 }
 
-template <int N> __device__ __forceinline__ void lds(const float *p, float *x) {
-  if (N == 4) { float4 t = *(const float4 *)p; x[0] = t.x; x[1] = t.y; x[2] = t.z; x[3] = t.w; }
-  else if (N == 2) { float2 t = *(const float2 *)p; x[0] = t.x; x[1] = t.y; }
-  else x[0] = *p;
-}
-
 /* One query row's step of the online softmax over a tile's CN scores, shared by both f32
  * kernels: scores of invisible keys (out of range, causal, block-sparse layout) become -inf,
  * the additive mask is added, the running max m and sum l are updated across the 8 lanes that
@@ -196,9 +190,9 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64
 #pragma unroll 8
     for (int c = 0; c < D; c++) {
       float qv[RM], kv[CN];
-      lds<RM>(Qt + c * C::QP + ty * RM, qv);
+      pcu_lds<RM>(Qt + c * C::QP + ty * RM, qv);
 #pragma unroll
-      for (int c4 = 0; c4 < CN / 4; c4++) lds<4>(Kt + c * C::KP + c4 * 32 + tx * 4, kv + c4 * 4);
+      for (int c4 = 0; c4 < CN / 4; c4++) pcu_lds<4>(Kt + c * C::KP + c4 * 32 + tx * 4, kv + c4 * 4);
 #pragma unroll
       for (int r = 0; r < RM; r++)
 #pragma unroll
@@ -223,9 +217,9 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash(pcu_flash_args a, int64
 #pragma unroll 4
     for (int j = 0; j < BN; j++) {
       float pv[RM], vv[ON];
-      lds<RM>(Pt + j * C::PP + ty * RM, pv);
+      pcu_lds<RM>(Pt + j * C::PP + ty * RM, pv);
 #pragma unroll
-      for (int c4 = 0; c4 < ON / 4; c4++) lds<4>(Vs + j * D + c4 * 32 + tx * 4, vv + c4 * 4);
+      for (int c4 = 0; c4 < ON / 4; c4++) pcu_lds<4>(Vs + j * D + c4 * 32 + tx * 4, vv + c4 * 4);
 #pragma unroll
       for (int r = 0; r < RM; r++)
 #pragma unroll
@@ -375,7 +369,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         float qv[RM];
-        lds<RM>(Qt + (4 * d4 + e) * BM + ty * RM, qv);
+        pcu_lds<RM>(Qt + (4 * d4 + e) * BM + ty * RM, qv);
 #pragma unroll
         for (int r = 0; r < RM; r++)
 #pragma unroll
@@ -403,9 +397,9 @@ __global__ void __launch_bounds__(FLASH_THREADS) k_flash2(pcu_flash_args a, int6
 #pragma unroll 4
     for (int j = 0; j < BN; j++) {
       float pv[RM], vv[ON];
-      lds<RM>(Pt + j * C::PP + ty * RM, pv);
+      pcu_lds<RM>(Pt + j * C::PP + ty * RM, pv);
 #pragma unroll
-      for (int c4 = 0; c4 < ON / 4; c4++) lds<4>(Vs + j * D + c4 * 32 + tx * 4, vv + c4 * 4);
+      for (int c4 = 0; c4 < ON / 4; c4++) pcu_lds<4>(Vs + j * D + c4 * 32 + tx * 4, vv + c4 * 4);
 #pragma unroll
       for (int r = 0; r < RM; r++)
 #pragma unroll
