@@ -1,8 +1,9 @@
 /* CUDA backend: dense attention (fused flash kernel, or materialised scores through cuBLAS
  * for algo NAIVE and head dims the flash kernel has no variant for), block-sparse attention
- * (the flash kernel over a list of active kv tiles), and the backward pass (f16/bf16: the fused
- * tensor-core kernel of flash_mma_bwd.cu; otherwise cuBLAS GEMMs on f32 workspaces; both
- * chunked over (batch, segment) units to bound memory). */
+ * (the flash kernel over a list of active kv tiles), and the backward pass (fused: f16/bf16 on
+ * tensor cores in flash_mma_bwd.cu where it applies, else f32 FMA in flash_bwd.cu; cuBLAS GEMMs
+ * on f32 workspaces for TF32 and what neither kernel covers; all chunked over (batch, segment)
+ * units to bound memory). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,11 +282,12 @@ done:
   return s;
 }
 
-/* Fused tensor-core backward (flash_mma_bwd.cu), f16/bf16: D = rowdot(dout, out), the kernel
- * accumulates dQ (atomically) and writes dK, dV per query head into f32 workspaces, pcu_scatter
- * converts them to the gradients' views (summing dK, dV over each GQA group). O(n) workspace
- * per unit; chunked over units like the cuBLAS path. */
-static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pattn_attn_bwd_args *a, pcu_flash_bwd_args *f) {
+/* Fused backward, on tensor cores (flash_mma_bwd.cu, mma != 0) or in f32 FMA (flash_bwd.cu):
+ * D = rowdot(dout, out), the kernel accumulates dQ (atomically) and writes dK, dV per query
+ * head into f32 workspaces, pcu_scatter converts them to the gradients' views (summing dK, dV
+ * over each GQA group). O(n) workspace per unit; chunked over units like the cuBLAS path. */
+static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pattn_attn_bwd_args *a, pcu_flash_bwd_args *f,
+                                   int mma) {
   const pattn_view *q = &a->q, *k = &a->k, *v = &a->v;
   const int64_t U = q->nb * q->ns, H = q->nh, group = q->nh / k->nh;
   const int64_t nq = q->n, nk = k->n, dk = q->d, dv = v->d;
@@ -305,8 +307,9 @@ static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pat
     if (e) { s = cuda_fail(ctx, e, "attention backward: staging"); break; }
     f->delta = Df; f->dq = dQf; f->dk = dKf; f->dv = dVf;
     f->u0 = u0; f->nu = cu;
-    e = (cudaError_t)pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin);
-    if (e) { s = cuda_fail(ctx, e, "attention backward (fused)"); break; }
+    e = (cudaError_t)(mma ? pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin)
+                          : pcu_flash_fma_backward(st->stream, f, st->smem_optin));
+    if (e) { s = cuda_fail(ctx, e, mma ? "attention backward (fused, tensor cores)" : "attention backward (fused)"); break; }
     e = store_grads(st, a, dQf, dKf, dVf, u0, cu, group);
     if (e) { s = cuda_fail(ctx, e, "attention backward: store"); break; }
   }
@@ -314,16 +317,30 @@ static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pat
   return s;
 }
 
-/* PATTN_CUDA_BWD=gemm: f16/bf16 inputs take the cuBLAS path (gemm_backward) instead of the fused
- * tensor-core kernel. A TEMPORARY knob for A/B measurement of the two, read on every call;
- * remove it with the cuBLAS path's f16/bf16 use once the fused kernel is measured. */
-static int bwd_gemm_forced(void) {
+/* PATTN_CUDA_BWD=gemm: the cuBLAS path (gemm_backward) for every input; =fma: the f32 FMA
+ * kernel wherever it applies, also for f16/bf16 where the tensor-core one would (how the H200
+ * tests the path that sm_61-75 devices take). TEMPORARY knobs for A/B measurement, read on
+ * every call; remove them with the cuBLAS path's use for f16/bf16 once the fused kernels are
+ * measured. */
+static const char *bwd_forced(void) {
   const char *e = getenv("PATTN_CUDA_BWD");
-  return e && strcmp(e, "gemm") == 0;
+  return e ? e : "";
 }
 
-/* f16/bf16 without PATTN_PRECISION_TF32, on sm_80+, head dims up to 256: the fused kernel;
- * everything else (f32, TF32, larger head dims, older devices, the knob): cuBLAS. */
+/* Where the FMA kernel and cuBLAS both apply, cuBLAS was the faster on the H200 for head dims
+ * above 64 without causal masking and above 128 with it (f32, FlashAttention's benchmark
+ * shapes, bench/results/2026-11-21-h200/session4/): 1.4-1.9x at d=128, 2.2-5x at d=256 without
+ * causal; 1.4-1.9x at d=256 with it. The FMA kernel was the faster below (1.1-1.4x at d=64,
+ * 1.9-2.6x at d=64 causal, 1.05-1.2x at d=128 causal): causal halves its work only. */
+static int gemm_faster(const pattn_attn_bwd_args *a) {
+  const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
+  return dmax > 128 || (dmax > 64 && !a->causal);
+}
+
+/* Without PATTN_PRECISION_TF32, head dims up to 256: f16/bf16 on sm_80+ take the tensor-core
+ * kernel; the rest (f32; any dtype before sm_80) the FMA kernel where its tile fits the shared
+ * memory, or cuBLAS where that was measured faster (gemm_faster) unless cuBLAS's O(n^2)
+ * workspace does not fit the device; TF32, larger head dims and the knob: cuBLAS. */
 pattn_status cuda_attention_backward(pattn_context *ctx, const pattn_attn_bwd_args *a) {
   cuda_state *st = NULL;
   pattn_status s = cuda_enter(ctx, &st);
@@ -331,7 +348,8 @@ pattn_status cuda_attention_backward(pattn_context *ctx, const pattn_attn_bwd_ar
   if (a->k.nh <= 0 || a->q.nh % a->k.nh != 0)
     return cuda_core->error(ctx, PATTN_ERR_INVALID_ARGUMENT, "cuda attention backward: %lld query heads over %lld kv heads",
                             (long long)a->q.nh, (long long)a->k.nh);
-  if (a->precision != PATTN_PRECISION_TF32 && !bwd_gemm_forced()) {
+  const char *forced = bwd_forced();
+  if (a->precision != PATTN_PRECISION_TF32 && strcmp(forced, "gemm") != 0) {
     pcu_flash_bwd_args f;
     memset(&f, 0, sizeof f);
     f.q = cuda_view(&a->q); f.k = cuda_view(&a->k); f.v = cuda_view(&a->v); f.dout = cuda_view(&a->dout);
@@ -340,7 +358,17 @@ pattn_status cuda_attention_backward(pattn_context *ctx, const pattn_attn_bwd_ar
     f.causal = a->causal;
     f.causal_offset = a->causal_offset;
     f.nu = a->q.nb * a->q.ns; /* the largest chunk possible (a conservative check) */
-    if (pcu_flash_mma_backward_supported(&f, st->cc, st->smem_optin)) return fused_backward(ctx, st, a, &f);
+    const int fma = strcmp(forced, "fma") == 0;
+    if (!fma && pcu_flash_mma_backward_supported(&f, st->cc, st->smem_optin)) return fused_backward(ctx, st, a, &f, 1);
+    if (pcu_flash_fma_backward_supported(&f, st->smem_optin)) {
+      if (!fma && gemm_faster(a)) {
+        s = gemm_backward(ctx, st, a);
+        if (s != PATTN_ERR_OUT_OF_MEMORY) return s;
+        /* out of memory (its O(n^2) workspace, first of all): the fused kernel needs O(n) and
+         * writes every gradient element, whatever the cuBLAS path left */
+      }
+      return fused_backward(ctx, st, a, &f, 0);
+    }
   }
   return gemm_backward(ctx, st, a);
 }

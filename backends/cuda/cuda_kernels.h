@@ -91,11 +91,12 @@ int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_
  * cudaErrorNotSupported when it does not apply (then use pcu_flash_forward). */
 int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only);
 
-/* ---- flash_mma_bwd.cu: fused f16/bf16 attention backward on tensor cores (cc >= 80) ---- */
+/* ---- fused attention backward: flash_mma_bwd.cu (f16/bf16 on tensor cores, cc >= 80) and
+ * flash_bwd.cu (f32 arithmetic, any dtypes, any architecture) ---- */
 /* Units (ib*ns + is) u0 .. u0+nu-1 of the views; the results are f32 workspaces, dense over
  * the chunk's units and the QUERY heads (GQA groups are summed afterwards by pcu_scatter). */
 typedef struct pcu_flash_bwd_args {
-  pcu_view     q, k, v, dout;  /* q, k, v, dout: f16 or bf16, one dtype */
+  pcu_view     q, k, v, dout;  /* tensor-core kernel: f16 or bf16, one dtype; FMA kernel: any */
   pcu_view     lse;            /* [nb][ns][hq][nq], natural log, -inf: the row sees no key */
   const float *delta;          /* D = rowdot(dout, out): [nu][hq][nq] (pcu_rowdot) */
   float       *dq;             /* [nu][hq][nq][dk], zeroed by the caller (accumulated atomically) */
@@ -105,10 +106,14 @@ typedef struct pcu_flash_bwd_args {
   int          causal;
   int64_t      causal_offset;  /* query i sees key j iff j <= i + causal_offset */
 } pcu_flash_bwd_args;
-/* Whether pcu_flash_mma_backward applies (dtypes, head dims up to 128, cc, shared memory). */
+/* Whether pcu_flash_mma_backward applies (dtypes, head dims up to 256, cc, shared memory). */
 int pcu_flash_mma_backward_supported(const pcu_flash_bwd_args *a, int cc, size_t smem_optin);
 /* cudaErrorNotSupported when it does not apply (then use the cuBLAS path). */
 int pcu_flash_mma_backward(cudaStream_t s, const pcu_flash_bwd_args *a, int cc, size_t smem_optin);
+/* flash_bwd.cu: whether it applies (head dims up to 256 whose tile fits smem_optin), and the
+ * launch (cudaErrorNotSupported when it does not apply: then use the cuBLAS path). */
+int pcu_flash_fma_backward_supported(const pcu_flash_bwd_args *a, size_t smem_optin);
+int pcu_flash_fma_backward(cudaStream_t s, const pcu_flash_bwd_args *a, size_t smem_optin);
 
 /* ---- lrpe.cu ---- */
 typedef struct pcu_lrpe_args {
