@@ -9,9 +9,9 @@
  *
  * One 256-thread block owns one (unit, query head, kv tile of BN keys): K and V of the tile
  * sit in shared memory for the whole block and its dK, dV (BN x D) in registers. The block
- * walks the query tiles of BM rows that can see its keys (causal: from the first that does);
- * (starting at the kt-th of them for kv tile kt, then wrapping around: the blocks of a head
- * that run together then add to different dQ rows). Per query tile Q, dO (BM x D) and the
+ * walks the query tiles of BM rows that can see its keys (causal: from the first that does),
+ * starting at the kt-th of them for kv tile kt and wrapping around, so that the blocks of a
+ * head that run together add to different dQ rows. Per query tile Q, dO (BM x D) and the
  * rows' lse and D values are loaded to shared memory (zero padded), then
  *   1. S = Q K^T and dP = dO V^T (BM x BN): thread (ti, tj) = (tid / 16, tid % 16) holds rows
  *      ti + 16r and keys tj + 16u; P = exp(scale S - lse) (0 where the key is invisible or
@@ -45,9 +45,9 @@ template <int D_, int BM_, int BN_> struct Cfg {
   static_assert(BM % 16 == 0 && BN % 16 == 0 && D % 32 == 0, "tile shape");
 };
 
-/* rows [0, rows) x columns [0, D) of dst (pitch P) = rows r0.. of the (ib, is, ih) plane of v,
- * times mul; zero beyond nrows rows and dcols columns. Consecutive threads read consecutive
- * columns of a row. */
+/* rows [0, rows) x columns [0, D) of dst (pitch P) = the view's rows from element `base` on
+ * (row stride v.sn), zero beyond nrows rows and dcols columns. Consecutive threads read
+ * consecutive columns of a row. */
 template <int D, int P>
 __device__ __forceinline__ void load_rows(float *dst, int rows, const pcu_view &v, int64_t base, int64_t nrows, int64_t dcols) {
   for (int x = threadIdx.x; x < rows * D; x += BWD_FMA_THREADS) {
