@@ -154,6 +154,18 @@ static inline int pcu_head_dim_pad(int64_t dmax) {
   return d;
 }
 
+/* The padded head dim of a backward that both fused backward kernels can run: 32-bit rows,
+ * heads and (unit, head) planes (each < 2^30), k's head dim that of q, dout's that of v, head
+ * dims 1..256. 0 where they cannot. */
+static inline int pcu_bwd_head_dim(const pcu_flash_bwd_args *a) {
+  const int64_t lim = (int64_t)1 << 30;
+  if (a->q.n >= lim || a->k.n >= lim || a->k.nh <= 0 || a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns <= 0 ||
+      a->q.d <= 0 || a->v.d <= 0 || a->k.d != a->q.d || a->dout.d != a->v.d || a->nu * a->q.nh >= lim)
+    return 0;
+  const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
+  return dmax > 256 ? 0 : pcu_head_dim_pad(dmax);
+}
+
 /* j <= i + off for i in [0, nq), j in [0, nk) is the same for every off <= -nq and every
  * off >= nk: clamped there, the kernels' 32-bit sums of rows and offsets cannot overflow. */
 static inline int64_t pcu_clamp_causal(int64_t off, int64_t nq, int64_t nk) {

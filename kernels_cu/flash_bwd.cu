@@ -270,17 +270,13 @@ struct fma_bwd_variant {
 
 const fma_bwd_variant fma_bwd_variants[] = {FMA_BWD_VARIANTS(PCU_FMA_BWD_ROW)};
 
-/* The variant for a, or NULL where this kernel does not apply (32-bit sizes, head dims up to
- * 256, shared memory). */
+/* The variant for a, or NULL where this kernel does not apply (pcu_bwd_head_dim, shared
+ * memory). */
 const fma_bwd_variant *fma_bwd_pick(const pcu_flash_bwd_args *a, size_t smem_optin) {
-  const int64_t lim = (int64_t)1 << 30;
-  if (a->q.n >= lim || a->k.n >= lim || a->k.nh <= 0 || a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns <= 0 ||
-      a->q.d <= 0 || a->v.d <= 0 || a->k.d != a->q.d || a->dout.d != a->v.d || a->nu * a->q.nh >= lim)
-    return NULL;
-  const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
-  if (dmax > 256) return NULL;
-  const int i = pcu_pick_variant(fma_bwd_variants, (int)(sizeof fma_bwd_variants / sizeof fma_bwd_variants[0]),
-                                 pcu_head_dim_pad(dmax), "PATTN_CUDA_BWD_CFG",
+  const int d = pcu_bwd_head_dim(a);
+  if (d == 0) return NULL;
+  const int i = pcu_pick_variant(fma_bwd_variants, (int)(sizeof fma_bwd_variants / sizeof fma_bwd_variants[0]), d,
+                                 "PATTN_CUDA_BWD_CFG",
                                  [&](const fma_bwd_variant &v) { return v.smem <= smem_optin; });
   return i < 0 ? NULL : &fma_bwd_variants[i];
 }

@@ -599,13 +599,9 @@ const bwd_variant *bwd_pick(const pcu_flash_bwd_args *a, int cc, size_t smem_opt
   const int dt = a->q.dtype;
   if (cc < 80 || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt || a->dout.dtype != dt)
     return NULL;
-  const int64_t lim = (int64_t)1 << 30;
-  if (a->q.n >= lim || a->k.n >= lim || a->k.nh <= 0 || a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns <= 0 ||
-      a->q.d <= 0 || a->v.d <= 0 || a->k.d != a->q.d || a->dout.d != a->v.d || a->nu * a->q.nh >= lim)
-    return NULL;
-  const int64_t dmax = a->q.d > a->v.d ? a->q.d : a->v.d;
-  const int i = pcu_pick_variant(bwd_variants, (int)(sizeof bwd_variants / sizeof bwd_variants[0]), pcu_head_dim_pad(dmax),
-                                 "PATTN_CUDA_BWD_CFG",
+  const int d = pcu_bwd_head_dim(a);
+  if (d == 0) return NULL;
+  const int i = pcu_pick_variant(bwd_variants, (int)(sizeof bwd_variants / sizeof bwd_variants[0]), d, "PATTN_CUDA_BWD_CFG",
                                  [&](const bwd_variant &v) { return v.smem + PCU_BWD_STATIC_SMEM <= smem_optin; });
   return i < 0 ? NULL : &bwd_variants[i];
 }
