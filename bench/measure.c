@@ -142,10 +142,9 @@ static pattn_tensor *flush_tensor(const bench_env *env, pattn_context *ctx) {
   return g_flush;
 }
 
-/* runs the op once, synchronised; returns seconds or -1 on failure (row marked) */
-/* One timed run in seconds: events recorded on the context's queue around the op (device
- * time on GPU backends, no host launch or synchronisation latency), or, where events fail,
- * a synchronised host clock. */
+/* One timed run in seconds, -1 on failure (the row marked): after the fill of `flush` (NULL:
+ * none), events recorded on the context's queue around the op (device time on GPU backends,
+ * no host launch or synchronisation latency), or, where events fail, a synchronised host clock. */
 static double run_once(pattn_context *ctx, const op_spec *s, void *state, bench_row *row, pattn_tensor *flush) {
   pattn_event *e0 = NULL, *e1 = NULL;
   double ms = -1;

@@ -101,13 +101,22 @@ static int f32_flash_fma(void) {
   return e && strcmp(e, "fma") == 0;
 }
 
+/* cuda_enter, then the head counts every dense attention entry point needs: the query heads
+ * a whole number of groups over the kv heads. */
+static pattn_status attention_enter(pattn_context *ctx, cuda_state **st, const pattn_view *q, const pattn_view *k,
+                                    const char *what) {
+  pattn_status s = cuda_enter(ctx, st);
+  if (s != PATTN_OK) return s;
+  if (k->nh <= 0 || q->nh % k->nh != 0)
+    return cuda_core->error(ctx, PATTN_ERR_INVALID_ARGUMENT, "cuda %s: %lld query heads over %lld kv heads", what,
+                            (long long)q->nh, (long long)k->nh);
+  return PATTN_OK;
+}
+
 pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   cuda_state *st = NULL;
-  pattn_status s = cuda_enter(ctx, &st);
+  pattn_status s = attention_enter(ctx, &st, &a->q, &a->k, "attention");
   if (s != PATTN_OK) return s;
-  if (a->k.nh <= 0 || a->q.nh % a->k.nh != 0)
-    return cuda_core->error(ctx, PATTN_ERR_INVALID_ARGUMENT, "cuda attention: %lld query heads over %lld kv heads",
-                            (long long)a->q.nh, (long long)a->k.nh);
   int bm, bn;
   if (a->algo == PATTN_ALGO_NAIVE || pcu_flash_plan(a->q.d, a->v.d, st->smem_optin, &bm, &bn) != 0)
     return naive_forward(ctx, st, a);
@@ -343,11 +352,8 @@ static int gemm_faster(const pattn_attn_bwd_args *a) {
  * workspace does not fit the device; TF32, larger head dims and the knob: cuBLAS. */
 pattn_status cuda_attention_backward(pattn_context *ctx, const pattn_attn_bwd_args *a) {
   cuda_state *st = NULL;
-  pattn_status s = cuda_enter(ctx, &st);
+  pattn_status s = attention_enter(ctx, &st, &a->q, &a->k, "attention backward");
   if (s != PATTN_OK) return s;
-  if (a->k.nh <= 0 || a->q.nh % a->k.nh != 0)
-    return cuda_core->error(ctx, PATTN_ERR_INVALID_ARGUMENT, "cuda attention backward: %lld query heads over %lld kv heads",
-                            (long long)a->q.nh, (long long)a->k.nh);
   const char *forced = bwd_forced();
   if (a->precision != PATTN_PRECISION_TF32 && strcmp(forced, "gemm") != 0) {
     pcu_flash_bwd_args f;
