@@ -87,19 +87,32 @@ static bench_row *fallback_row(void) {
   return &dummy;
 }
 
+/* 1 if line contains one of the '|'-separated alternatives of word (n characters) */
+static int has_any(const char *line, const char *word, size_t n) {
+  char alt[128];
+  for (size_t i = 0; i < n;) {
+    size_t m = strcspn(word + i, "| ");
+    if (m > n - i) m = n - i;
+    snprintf(alt, sizeof alt, "%.*s", (int)(m < sizeof alt - 1 ? m : sizeof alt - 1), word + i);
+    if (m && strstr(line, alt)) return 1;
+    i += m + 1;
+  }
+  return 0;
+}
+
 /* $PATTN_BENCH_ONLY="w1 w2 ..": run only the rows whose "impl key dtype" contains every
- * word (for tuning sweeps on a GPU, e.g. "pattn_flash d=128"); unset: every row. */
+ * word, where a word "a|b" means a or b (for tuning sweeps on a GPU, e.g. "d=128
+ * nq=512|nq=1024"); unset: every row. Plain substrings: "nq=512" also matches "nq=5120". */
 static int row_selected(const bench_row *r) {
   const char *only = getenv("PATTN_BENCH_ONLY");
   if (!only || !*only) return 1;
-  char line[512], word[128];
+  char line[512];
   snprintf(line, sizeof line, "%s %s %s", r->impl, r->key, r->dtype);
   for (const char *p = only; *p;) {
     while (*p == ' ') p++;
     size_t n = strcspn(p, " ");
     if (!n) break;
-    snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word - 1 ? n : sizeof word - 1), p);
-    if (!strstr(line, word)) return 0;
+    if (!has_any(line, p, n)) return 0;
     p += n;
   }
   return 1;
