@@ -16,7 +16,9 @@
  *
  * Defines: DT_Q DT_K DT_V DT_O DT_M (dtypes), DK DV (head dims), DP (padded, a multiple of
  * 4*TC), BM BN RM TC (tile), HAS_MASK, HAS_LSE, BLOCK_SPARSE, VEC_Q VEC_K VEC_V (f32
- * operands whose views are 16-byte aligned: float4 global loads). */
+ * operands whose views are 16-byte aligned: float4 global loads), UNROLL_QK UNROLL_PV (1:
+ * unroll the S = Q K^T loop over d, resp. the P V loop over the tile's keys, completely;
+ * 0: the compiler's choice; the host picks them per head dim, ocl_attention.c). */
 
 #if RM != 4
 #error "RM must be 4: a work-item reads its rows of P as one float4"
@@ -25,6 +27,12 @@
 #define NT (TR * TC)
 #define CN (BN / TC)
 #define CD (DP / TC)
+#ifndef UNROLL_QK
+#define UNROLL_QK 0
+#endif
+#ifndef UNROLL_PV
+#define UNROLL_PV 0
+#endif
 #define LDQ (DP + 4)
 #define LDP (BM + 4)
 
@@ -134,6 +142,9 @@ void attention_flash(__global const PT(DT_Q) *q, long8 vq, __global const PT(DT_
       for (int r = 0; r < RM; r++)
 #pragma unroll
         for (int c = 0; c < CN; c++) s[r][c] = 0.0f;
+#if UNROLL_QK
+#pragma unroll
+#endif
       for (int d4 = 0; d4 < DP / 4; d4++) {
         float4 qv[RM];
 #pragma unroll
@@ -189,6 +200,9 @@ void attention_flash(__global const PT(DT_Q) *q, long8 vq, __global const PT(DT_
       load_v(kv, BN, v, vb, vv.s4, jt, je, 1.0f);
       barrier(CLK_LOCAL_MEM_FENCE);
 
+#if UNROLL_PV
+#pragma unroll
+#endif
       for (int j = 0; j < BN; j++) {
         const float4 p4 = ps4[j * (LDP / 4) + tr];
 #pragma unroll

@@ -82,6 +82,13 @@ static pattn_status flash_kernel(pattn_context *ctx, ocl_state *st, const flash_
     memcpy(cand[0], list[1], sizeof cand[0]);
     memcpy(cand[1], list[0], sizeof cand[0]);
   }
+  /* Complete unrolling of the kernel's two inner loops (UNROLL_QK: S = Q K^T over d; UNROLL_PV:
+   * P V over the tile's keys), H200 through NVIDIA's OpenCL, f32, b=1 h=12, n = 1024..16384,
+   * against the compiler's choice (bench/results/2026-11-21-h200/session5/): at d = 128 both
+   * took 0.76-0.89x the time (QK alone 0.79-0.94x, PV alone 0.77-1.09x); at d = 64 PV alone took
+   * 0.91-0.96x, QK alone 1.14-1.27x and both 1.06-1.16x, so d <= 64 unrolls PV only. Other head
+   * dims: not measured, the compiler's choice. */
+  const int unroll_qk = list == cand_128, unroll_pv = list == cand_64 || list == cand_128;
   *found = 0;
   for (int c = 0; c < ncand; c++) {
     flash_cfg f = {cand[c][0], cand[c][1], cand[c][2], 0};
@@ -91,11 +98,12 @@ static pattn_status flash_kernel(pattn_context *ctx, ocl_state *st, const flash_
     char opts[640];
     snprintf(opts, sizeof opts,
              STD " -DDT_Q=%s -DDT_K=%s -DDT_V=%s -DDT_O=%s -DDT_M=%s -DDK=%lld -DDV=%lld -DDP=%d -DBM=%d -DBN=%d"
-                 " -DRM=4 -DTC=%d -DHAS_MASK=%d -DHAS_LSE=%d -DBLOCK_SPARSE=%d -DVEC_Q=%d -DVEC_K=%d -DVEC_V=%d",
+                 " -DRM=4 -DTC=%d -DHAS_MASK=%d -DHAS_LSE=%d -DBLOCK_SPARSE=%d -DVEC_Q=%d -DVEC_K=%d -DVEC_V=%d"
+                 " -DUNROLL_QK=%d -DUNROLL_PV=%d",
              ocl_dtype_define(fc->q->dtype), ocl_dtype_define(fc->k->dtype), ocl_dtype_define(fc->v->dtype),
              ocl_dtype_define(fc->out->dtype), ocl_dtype_define(fc->mask ? fc->mask->dtype : PATTN_F32),
              (long long)dk, (long long)dv, f.dp, f.bm, f.bn, f.tc, fc->mask != NULL, fc->lse != NULL, fc->sparse,
-             vec_ok(st, fc->q), vec_ok(st, fc->k), vec_ok(st, fc->v));
+             vec_ok(st, fc->q), vec_ok(st, fc->k), vec_ok(st, fc->v), unroll_qk, unroll_pv);
     ocl_kernel *k;
     pattn_status s = ocl_get_kernel(ctx, st, "attention_flash", opts, "attention_flash", &k);
     if (s != PATTN_OK) return s;
