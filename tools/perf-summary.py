@@ -54,8 +54,15 @@ def gpu_dirs():
 
 def flash_section(out, d, ceil):
     for be in ("opencl", "cuda"):
-        path = os.path.join(d, "seed003-%s.json" % be)
-        peers_path = os.path.join(d, "peers-seed003-%s.json" % be)
+        # the f32acc suite's rows (the seed-003 shapes, every n) where they have peers of their
+        # own run, else seed003's rows from n = 4096
+        path = os.path.join(d, "f32acc-%s.json" % be)
+        peers_path = os.path.join(d, "peers-f32acc-%s.json" % be)
+        impl, nmin = "pattn flash", 0
+        if not (os.path.exists(path) and os.path.exists(peers_path)):
+            path = os.path.join(d, "seed003-%s.json" % be)
+            peers_path = os.path.join(d, "peers-seed003-%s.json" % be)
+            impl, nmin = "pattn_flash", 4096
         if not (os.path.exists(path) and os.path.exists(peers_path)):
             continue
         rows, peers = load(path), load(peers_path)
@@ -65,14 +72,14 @@ def flash_section(out, d, ceil):
         out.append("| shape | pattn ms | TFLOP/s | / SDPA efficient | / SDPA math |")
         out.append("|---|---:|---:|---:|---:|")
         for r in rows:
-            if r["impl"] != "pattn_flash" or r["shape"]["nq"] < 4096:
+            if r["impl"] != impl or r["shape"]["nq"] < nmin:
                 continue
             t = median(r)
             if t is None:
                 out.append("| %s | ✗ %s | | | |" % (r["key"], r.get("reason", "")))
                 continue
             te, tm = median(eff.get(r["key"])), median(math_.get(r["key"]))
-            out.append("| %s | %.2f | %.1f | %s | %s |" % (r["key"], t, r["flops"] / t / 1e9,
+            out.append("| %s | %.3g | %.1f | %s | %s |" % (r["key"], t, r["flops"] / t / 1e9,
                                                           "%.2fx" % (t / te) if te else "✗", "%.2fx" % (t / tm) if tm else "✗"))
         out.append("")
 
