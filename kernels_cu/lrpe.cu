@@ -152,10 +152,11 @@ __device__ __forceinline__ float position(const lrpe_geom &g, uint32_t c, int ax
 }
 
 /* The thread's V angles, each one rounded f32 product position * theta (never contracted),
- * 32-bit index arithmetic only. e is a power of two (the core checks it) and k a multiple of V, so for e >= V the V columns share one axis and position: one
- * position and one theta dtype test per thread instead of per column. Other e go column by
- * column. */
-template <int V> __device__ __forceinline__ void form_angles(const pcu_lrpe_args &a, const lrpe_geom &g, const lrpe_item &it, float *ang) {
+ * 32-bit index arithmetic only. e is a power of two (the core checks it) and k a multiple of
+ * V, so for e >= V the V columns share one axis and position: one position and one theta
+ * dtype test per thread instead of per column. Other e go column by column. */
+template <int V>
+__device__ __forceinline__ void form_angles(const pcu_lrpe_args &a, const lrpe_geom &g, const lrpe_item &it, float *ang) {
 #pragma unroll
   for (int j = 0; j < V; j++) ang[j] = 0.0f;
   if (it.t < g.extra) return;
