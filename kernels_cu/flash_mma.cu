@@ -87,7 +87,6 @@ __device__ __forceinline__ void mask_tile(float (&s)[MT][NT][4], const T *mrow0,
 }
 #endif /* PCU_MMA_DEVICE */
 
-#define PCU_LOG2E 1.4426950408889634f
 #define PCU_MMA_STATIC_SMEM 64 /* plane_off[] in k_flash_mma, rounded up */
 
 /* flags: bit 0/1/2: q/k/v rows 16-byte aligned (cp.async), bit 3: out 16-bit with even

@@ -6,6 +6,8 @@
 
 #include "common.cuh"
 
+#define PCU_LOG2E 1.4426950408889634f
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 #define PCU_MMA_SM80 1
 #else

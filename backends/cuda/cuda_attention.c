@@ -125,7 +125,8 @@ pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   f.lse = cuda_view_opt(a->lse);
   f.out_scale = a->out_scale;
   f.num_sms = st->num_sms;
-  int e = pcu_flash_mma_forward(st->stream, &f, st->cc, st->smem_optin);
+  int e = pcu_flash_wgmma_forward(st->stream, &f, st->cc, st->smem_optin);
+  if (e == (int)cudaErrorNotSupported) e = pcu_flash_mma_forward(st->stream, &f, st->cc, st->smem_optin);
   if (e == (int)cudaErrorNotSupported && !f32_flash_fma())
     e = pcu_flash_tf32_forward(st->stream, &f, st->cc, st->smem_optin, a->precision == PATTN_PRECISION_TF32);
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_forward(st->stream, &f, st->smem_optin);

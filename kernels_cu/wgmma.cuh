@@ -1,0 +1,127 @@
+/* wgmma (sm_90a) building blocks of the Hopper flash forward (flash_wgmma.cu): the
+ * warpgroup-wide m64nNk16 products with f32 accumulators, A from shared memory (descriptor) or
+ * from registers, B from shared memory; the fences that order them. Everything here compiles
+ * only where __CUDA_ARCH_FEAT_SM90_ALL is defined (an sm_90a or compute_90a target).
+ *
+ * Shared-memory operands use the layout without swizzling: 8x8 core matrices of 16-bit values,
+ * each one 128 contiguous bytes (8 rows of 16 bytes). A descriptor (PTX ISA, "Matrix
+ * Descriptor Format") holds the start address, the leading-dimension byte offset (LBO) and the
+ * stride-dimension byte offset (SBO), each >> 4. K-major operand: LBO = bytes between core
+ * matrices adjacent in K, SBO = between those adjacent in M/N; MN-major (transposed B): LBO
+ * = adjacent in K, SBO = adjacent in N. Accumulator and A-register fragments, per warp w of
+ * the warpgroup (g = lane/4, t = lane%4): rows 16w + g and 16w + g + 8, the same as
+ * mma.m16n8k16's, repeated over N/8 column blocks: d[4j + 0,1] = row g, columns 8j + 2t, +1;
+ * d[4j + 2,3] = row g + 8. */
+#ifndef PCU_WGMMA_CUH
+#define PCU_WGMMA_CUH
+
+#include <stdint.h>
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define PCU_WGMMA_DEVICE 1
+#else
+#define PCU_WGMMA_DEVICE 0
+#endif
+
+#if PCU_WGMMA_DEVICE
+namespace pcu_wgmma_ops {
+
+/* Descriptor of a no-swizzle operand at shared address addr (16-byte aligned). */
+__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr & 0x3FFFFu) >> 4) | (uint64_t)(lbo >> 4) << 16 | (uint64_t)(sbo >> 4) << 32;
+}
+
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+/* Shared memory written through the generic proxy (cp.async, st.shared) becomes visible to the
+ * tensor cores' async proxy: each writer, after its writes complete and before the barrier. */
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* Keeps the compiler from moving accumulator reads or writes across a fence or wait. */
+template <int N> __device__ __forceinline__ void pin(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#define PCU_WG_D8(d, b) "+f"(d[(b) + 0]), "+f"(d[(b) + 1]), "+f"(d[(b) + 2]), "+f"(d[(b) + 3]), "+f"(d[(b) + 4]), \
+  "+f"(d[(b) + 5]), "+f"(d[(b) + 6]), "+f"(d[(b) + 7])
+#define PCU_WG_D32(d, b) PCU_WG_D8(d, b), PCU_WG_D8(d, (b) + 8), PCU_WG_D8(d, (b) + 16), PCU_WG_D8(d, (b) + 24)
+#define PCU_WG_D64(d) PCU_WG_D32(d, 0), PCU_WG_D32(d, 32)
+#define PCU_WG_D128(d) PCU_WG_D64(d), PCU_WG_D32(d, 64), PCU_WG_D32(d, 96)
+#define PCU_WG_ACC32 "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" "}"
+#define PCU_WG_ACC64 "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, " \
+  "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, " \
+  "%56, %57, %58, %59, %60, %61, %62, %63" "}"
+#define PCU_WG_ACC128 "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, " \
+  "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, " \
+  "%56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, " \
+  "%74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, " \
+  "%92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, " \
+  "%108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, " \
+  "%123, %124, %125, %126, %127" "}"
+
+/* d (64 x N, f32) = (acc ? d : 0) + A (64 x 16 at descriptor da, K-major) * B (16 x N at
+ * descriptor db, K-major). */
+template <int N, bool BF16> __device__ __forceinline__ void mma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
+/* d (64 x N, f32) += A (64 x 16 in registers a) * B (16 x N at descriptor db, MN-major). */
+template <int N, bool BF16> __device__ __forceinline__ void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db);
+
+template <> __device__ __forceinline__ void mma_ss<64, true>(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PCU_WG_ACC32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+               : PCU_WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+}
+template <> __device__ __forceinline__ void mma_rs<64, true>(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PCU_WG_ACC32 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+               : PCU_WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void mma_ss<64, false>(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " PCU_WG_ACC32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+               : PCU_WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
+}
+template <> __device__ __forceinline__ void mma_rs<64, false>(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " PCU_WG_ACC32 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+               : PCU_WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void mma_ss<128, true>(float (&d)[64], uint64_t da, uint64_t db, int acc) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PCU_WG_ACC64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+               : PCU_WG_D64(d) : "l"(da), "l"(db), "r"(acc));
+}
+template <> __device__ __forceinline__ void mma_rs<128, true>(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PCU_WG_ACC64 ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+               : PCU_WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void mma_ss<128, false>(float (&d)[64], uint64_t da, uint64_t db, int acc) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " PCU_WG_ACC64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+               : PCU_WG_D64(d) : "l"(da), "l"(db), "r"(acc));
+}
+template <> __device__ __forceinline__ void mma_rs<128, false>(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " PCU_WG_ACC64 ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+               : PCU_WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void mma_rs<256, true>(float (&d)[128], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " PCU_WG_ACC128 ", {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"
+               : PCU_WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void mma_rs<256, false>(float (&d)[128], const uint32_t (&a)[4], uint64_t db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " PCU_WG_ACC128 ", {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"
+               : PCU_WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+} /* namespace pcu_wgmma_ops */
+#endif /* PCU_WGMMA_DEVICE */
+
+#endif /* PCU_WGMMA_CUH */
+
