@@ -80,20 +80,24 @@ template <int N> __device__ __forceinline__ void pcu_cp_wait() {
 }
 
 /* A flash block's tile: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt), so the longest
- * causal tiles start first; kh is the kv head of query head ih (GQA). */
-struct pcu_flash_tile {
-  int64_t qt, ih, is, ib, kh;
+ * causal tiles start first; kh is the kv head of query head ih (GQA). I: the index type (int in
+ * flash_wgmma.cu, whose host keeps every count below 2^30; flash_mma.cu still decodes the
+ * same in its own lines, kept for their register allocation). */
+template <class I> struct pcu_flash_tile_t {
+  I qt, ih, is, ib, kh;
 };
-__device__ __forceinline__ pcu_flash_tile pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt) {
-  pcu_flash_tile t;
-  int64_t bid = blockIdx.x;
-  t.qt = nqt - 1 - bid % nqt;
-  bid /= nqt;
-  t.ih = bid % a.q.nh;
-  bid /= a.q.nh;
-  t.is = bid % a.q.ns;
-  t.ib = bid / a.q.ns;
-  t.kh = t.ih / (a.q.nh / a.k.nh);
+typedef pcu_flash_tile_t<int64_t> pcu_flash_tile;
+template <class I = int64_t> __device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt) {
+  pcu_flash_tile_t<I> t;
+  const I n = (I)nqt, hq = (I)a.q.nh, ns = (I)a.q.ns;
+  I bid = (I)blockIdx.x;
+  t.qt = n - 1 - bid % n;
+  bid /= n;
+  t.ih = bid % hq;
+  bid /= hq;
+  t.is = bid % ns;
+  t.ib = bid / ns;
+  t.kh = t.ih / (hq / (I)a.k.nh);
   return t;
 }
 

@@ -66,14 +66,10 @@ __global__ void __launch_bounds__(C::THREADS, 1) k_flash_wgmma(pcu_flash_args a,
   constexpr int ST = C::ST;
   const uint32_t sQ = smem_addr(smem_wg), sK = sQ + C::Q_BYTES, sV = sK + ST * C::KV_BYTES;
   const int tid = threadIdx.x, wg = tid >> 7, w4 = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int nq = (int)a.q.n, nk = (int)a.k.n, hq = (int)a.q.nh, group = hq / (int)a.k.nh, ns = (int)a.q.ns;
-  int bid = (int)blockIdx.x;
-  const int qt = nqt - 1 - bid % nqt;
-  bid /= nqt;
-  const int ih = bid % hq;
-  bid /= hq;
-  const int is = bid % ns, ib = bid / ns, kh = ih / group;
-  const int q0 = qt * BM;
+  const int nq = (int)a.q.n, nk = (int)a.k.n;
+  const pcu_flash_tile_t<int> tile = pcu_flash_tile_of<int>(a, nqt);
+  const int ih = tile.ih, is = tile.is, ib = tile.ib, kh = tile.kh;
+  const int q0 = tile.qt * BM;
   const bool causal = a.causal != 0;
   int kend = nk;
   if (causal) kend = min(nk, max(0, min(q0 + BM, nq) + off));

@@ -33,7 +33,9 @@ __device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t s
 
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+template <int N> __device__ __forceinline__ void wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
 /* Shared memory written through the generic proxy (cp.async, st.shared) becomes visible to the
  * tensor cores' async proxy: each writer, after its writes complete and before the barrier. */
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -69,56 +71,33 @@ template <int N, bool BF16> __device__ __forceinline__ void mma_ss(float (&d)[N 
 /* d (64 x N, f32) += A (64 x 16 in registers a) * B (16 x N at descriptor db, MN-major). */
 template <int N, bool BF16> __device__ __forceinline__ void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db);
 
-template <> __device__ __forceinline__ void mma_ss<64, true>(float (&d)[32], uint64_t da, uint64_t db, int acc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PCU_WG_ACC32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-               : PCU_WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
-}
-template <> __device__ __forceinline__ void mma_rs<64, true>(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PCU_WG_ACC32 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-               : PCU_WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void mma_ss<64, false>(float (&d)[32], uint64_t da, uint64_t db, int acc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " PCU_WG_ACC32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-               : PCU_WG_D32(d, 0) : "l"(da), "l"(db), "r"(acc));
-}
-template <> __device__ __forceinline__ void mma_rs<64, false>(float (&d)[32], const uint32_t (&a)[4], uint64_t db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " PCU_WG_ACC32 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-               : PCU_WG_D32(d, 0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void mma_ss<128, true>(float (&d)[64], uint64_t da, uint64_t db, int acc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PCU_WG_ACC64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
-               : PCU_WG_D64(d) : "l"(da), "l"(db), "r"(acc));
-}
-template <> __device__ __forceinline__ void mma_rs<128, true>(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PCU_WG_ACC64 ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-               : PCU_WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void mma_ss<128, false>(float (&d)[64], uint64_t da, uint64_t db, int acc) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " PCU_WG_ACC64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
-               : PCU_WG_D64(d) : "l"(da), "l"(db), "r"(acc));
-}
-template <> __device__ __forceinline__ void mma_rs<128, false>(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " PCU_WG_ACC64 ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-               : PCU_WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void mma_rs<256, true>(float (&d)[128], const uint32_t (&a)[4], uint64_t db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " PCU_WG_ACC128 ", {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"
-               : PCU_WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void mma_rs<256, false>(float (&d)[128], const uint32_t (&a)[4], uint64_t db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " PCU_WG_ACC128 ", {%128, %129, %130, %131}, %132, p, 1, 1, 1;\n}\n"
-               : PCU_WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
+/* One specialization per (N, type): the accumulator operands %0 .. %(N/2-1) (ACC, OUT), then
+ * A (descriptor, or four registers), B's descriptor and the scale-d flag at the numbers given. */
+#define PCU_WG_SS(N, BF, TY, ACC, OUT, IA, IB, IP)                                                           \
+  template <> __device__ __forceinline__ void mma_ss<N, BF>(float (&d)[N / 2], uint64_t da, uint64_t db, int acc) { \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                          \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " ACC ", %" IA ", %" IB        \
+                 ", p, 1, 1, 0, 0;\n}\n"                                                                      \
+                 : OUT(d) : "l"(da), "l"(db), "r"(acc));                                                    \
+  }
+#define PCU_WG_RS(N, BF, TY, ACC, OUT, IA, IB, IP)                                                                  \
+  template <> __device__ __forceinline__ void mma_rs<N, BF>(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db) { \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                                 \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " ACC ", " IA ", %" IB               \
+                 ", p, 1, 1, 1;\n}\n"                                                                                \
+                 : OUT(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));                          \
+  }
+#define PCU_WG_OUT32(d) PCU_WG_D32(d, 0)
+PCU_WG_SS(64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
+PCU_WG_SS(64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
+PCU_WG_SS(128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
+PCU_WG_SS(128, false, "f16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
+PCU_WG_RS(64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
+PCU_WG_RS(64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
+PCU_WG_RS(128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")
+PCU_WG_RS(128, false, "f16", PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")
+PCU_WG_RS(256, true, "bf16", PCU_WG_ACC128, PCU_WG_D128, "{%128, %129, %130, %131}", "132", "133")
+PCU_WG_RS(256, false, "f16", PCU_WG_ACC128, PCU_WG_D128, "{%128, %129, %130, %131}", "132", "133")
 
 } /* namespace pcu_wgmma_ops */
 #endif /* PCU_WGMMA_DEVICE */
