@@ -87,7 +87,8 @@ template <class I> struct pcu_flash_tile_t {
   I qt, ih, is, ib, kh;
 };
 typedef pcu_flash_tile_t<int64_t> pcu_flash_tile;
-template <class I = int64_t> __device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt) {
+template <class I = int64_t>
+__device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt) {
   pcu_flash_tile_t<I> t;
   const I n = (I)nqt, hq = (I)a.q.nh, ns = (I)a.q.ns;
   I bid = (I)blockIdx.x;
@@ -149,6 +150,16 @@ static inline int pcu_rows_aligned(const pcu_view &v, int esize, int align) {
   const int64_t m = align / esize;
   return ((uintptr_t)v.buf % (uintptr_t)align) == 0 && v.offset % m == 0 && v.sn % m == 0 && (v.nh <= 1 || v.sh % m == 0) &&
          (v.ns <= 1 || v.ss % m == 0) && (v.nb <= 1 || v.sb % m == 0);
+}
+
+/* What both 16-bit tensor-core flash forwards (flash_mma.cu, flash_wgmma.cu) need: dense (no
+ * block-sparse layout), q, k and v of one 16-bit dtype, whole GQA groups, and the lengths,
+ * query heads and segments their 32-bit index arithmetic holds (each < 2^30). */
+static inline int pcu_flash_tc_args(const pcu_flash_args *a) {
+  const int dt = a->q.dtype;
+  const int64_t lim = (int64_t)1 << 30;
+  return !a->layout && (dt == PCU_F16 || dt == PCU_BF16) && a->k.dtype == dt && a->v.dtype == dt && a->q.n < lim &&
+         a->k.n < lim && a->k.nh > 0 && a->q.nh % a->k.nh == 0 && a->q.nh < lim && a->q.ns < lim;
 }
 
 /* The padded head dim of the flash kernels' tables: the smallest power of two >= 32 holding dmax. */

@@ -437,13 +437,9 @@ int view_vec2(const pcu_view &v) { return (v.dtype == PCU_F16 || v.dtype == PCU_
 
 /* cudaErrorNotSupported when this path does not apply (the caller then uses flash.cu). */
 extern "C" int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin) {
+  if (cc < 80 || !pcu_flash_tc_args(a) || a->q.d > 256 || a->k.d > 256 || a->v.d > 256) return (int)cudaErrorNotSupported;
   const int dt = a->q.dtype;
-  if (cc < 80 || a->layout || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt)
-    return (int)cudaErrorNotSupported;
-  const int64_t nq = a->q.n, nk = a->k.n, lim = (int64_t)1 << 30;
-  if (nq >= lim || nk >= lim || a->q.d > 256 || a->k.d > 256 || a->v.d > 256 || a->k.nh <= 0 ||
-      a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns >= lim)
-    return (int)cudaErrorNotSupported;
+  const int64_t nq = a->q.n, nk = a->k.n;
   const int64_t dmax = a->q.d > a->v.d ? (a->q.d > a->k.d ? a->q.d : a->k.d) : (a->v.d > a->k.d ? a->v.d : a->k.d);
   const mma_kernels *v = mma_pick(pcu_head_dim_pad(dmax), a->mask.buf != NULL, smem_optin);
   if (!v) return (int)cudaErrorNotSupported;

@@ -311,12 +311,9 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
   if (env && env[0] == '0') return (int)cudaErrorNotSupported;
   const bool always = env && env[0] == '1';
   const int dt = a->q.dtype;
-  if (cc != 90 || a->layout || a->mask.buf || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt)
-    return (int)cudaErrorNotSupported;
-  const int64_t nq = a->q.n, nk = a->k.n, lim = (int64_t)1 << 30, d = a->q.d;
-  if (nq >= lim || nk >= lim || a->k.d != d || a->v.d != d || (d != 64 && d != 128 && d != 256) || a->k.nh <= 0 ||
-      a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns >= lim || !pcu_rows_aligned(a->q, 2, 16) ||
-      !pcu_rows_aligned(a->k, 2, 16) || !pcu_rows_aligned(a->v, 2, 16))
+  const int64_t nq = a->q.n, nk = a->k.n, d = a->q.d;
+  if (cc != 90 || !pcu_flash_tc_args(a) || a->mask.buf || a->k.d != d || a->v.d != d || (d != 64 && d != 128 && d != 256) ||
+      !pcu_rows_aligned(a->q, 2, 16) || !pcu_rows_aligned(a->k, 2, 16) || !pcu_rows_aligned(a->v, 2, 16))
     return (int)cudaErrorNotSupported;
   if (d == 128 && nk > 2048 && !always) return (int)cudaErrorNotSupported;
   const int i = pcu_pick_variant(wg_variants, (int)(sizeof wg_variants / sizeof wg_variants[0]), (int)d, "PATTN_CUDA_WG_CFG",
