@@ -1,17 +1,17 @@
 /* wgmma (sm_90a) building blocks of the Hopper flash forward (flash_wgmma.cu): the
  * warpgroup-wide m64nNk16 products with f32 accumulators, A from shared memory (descriptor) or
- * from registers, B from shared memory; the fences that order them. Everything here compiles
- * only where __CUDA_ARCH_FEAT_SM90_ALL is defined (an sm_90a or compute_90a target).
+ * from registers, B from shared memory; the fences that order them; the mbarriers, TMA loads
+ * and register reallocation of its warp specialisation. Everything here compiles only where
+ * __CUDA_ARCH_FEAT_SM90_ALL is defined (an sm_90a or compute_90a target).
  *
- * Shared-memory operands use the layout without swizzling: 8x8 core matrices of 16-bit values,
- * each one 128 contiguous bytes (8 rows of 16 bytes). A descriptor (PTX ISA, "Matrix
+ * Shared-memory operands use the 128-byte swizzle layout that TMA's SWIZZLE_128B writes: a
+ * box of 64 16-bit columns is stored as rows of 128 bytes, and 8 rows form a 1024-byte atom
+ * in which the 16-byte chunk c of row r sits at chunk c ^ r. A descriptor (PTX ISA, "Matrix
  * Descriptor Format") holds the start address, the leading-dimension byte offset (LBO) and the
- * stride-dimension byte offset (SBO), each >> 4. K-major operand: LBO = bytes between core
- * matrices adjacent in K, SBO = between those adjacent in M/N; MN-major (transposed B): LBO
- * = adjacent in K, SBO = adjacent in N. Accumulator and A-register fragments, per warp w of
- * the warpgroup (g = lane/4, t = lane%4): rows 16w + g and 16w + g + 8, the same as
- * mma.m16n8k16's, repeated over N/8 column blocks: d[4j + 0,1] = row g, columns 8j + 2t, +1;
- * d[4j + 2,3] = row g + 8. */
+ * stride-dimension byte offset (SBO), each >> 4, and the swizzle mode. Accumulator and
+ * A-register fragments, per warp w of the warpgroup (g = lane/4, t = lane%4): rows 16w + g
+ * and 16w + g + 8, the same as mma.m16n8k16's, repeated over N/8 column blocks: d[4j + 0,1] =
+ * row g, columns 8j + 2t, +1; d[4j + 2,3] = row g + 8. */
 #ifndef PCU_WGMMA_CUH
 #define PCU_WGMMA_CUH
 
@@ -26,9 +26,12 @@
 #if PCU_WGMMA_DEVICE
 namespace pcu_wgmma_ops {
 
-/* Descriptor of a no-swizzle operand at shared address addr (16-byte aligned). */
-__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return (uint64_t)((addr & 0x3FFFFu) >> 4) | (uint64_t)(lbo >> 4) << 16 | (uint64_t)(sbo >> 4) << 32;
+/* Descriptor of an operand in the 128-byte swizzle layout at shared address addr (its atoms
+ * 1024-byte aligned). K-major: SBO = 1024 (next 8 rows), LBO unused, and a k16 step adds 32
+ * bytes inside the 128-byte row; MN-major: LBO = bytes to the next 64 MN elements, SBO = 1024
+ * (next 8 K rows). Adding n to the descriptor moves its start by 16n bytes. */
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr & 0x3FFFFu) >> 4) | (uint64_t)(lbo >> 4) << 16 | (uint64_t)(sbo >> 4) << 32 | (uint64_t)1 << 62;
 }
 
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -36,14 +39,40 @@ __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync
 template <int N> __device__ __forceinline__ void wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* Shared memory written through the generic proxy (cp.async, st.shared) becomes visible to the
- * tensor cores' async proxy: each writer, after its writes complete and before the barrier. */
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 /* Keeps the compiler from moving accumulator reads or writes across a fence or wait. */
 template <int N> __device__ __forceinline__ void pin(float (&d)[N]) {
 #pragma unroll
   for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
+
+/* ---- mbarriers, TMA and register reallocation (the warp-specialised forward) ---- */
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+/* Makes the initialised barriers visible to the async proxy (TMA) before the block barrier. */
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+/* The producer's arrival that also announces `bytes` of TMA transfers to come. */
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* Until the phase of the given parity has completed (a fresh barrier counts as having
+ * completed the phase of parity 1). */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile("{\n.reg .pred p;\nWAIT:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+               "@!p bra WAIT;\n}\n" ::"r"(bar), "r"(parity) : "memory");
+}
+/* A TMA load of one box of a 5-d tensor map (a __grid_constant__ parameter) to shared dst,
+ * completing on barrier bar. */
+__device__ __forceinline__ void tma_load5(uint32_t dst, const void *map, int c0, int c1, int c2, int c3, int c4, uint32_t bar) {
+  asm volatile("cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n"
+               ::"r"(dst), "l"((uint64_t)(uintptr_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4), "r"(bar) : "memory");
+}
+template <int R> __device__ __forceinline__ void regs_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R)); }
+template <int R> __device__ __forceinline__ void regs_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R)); }
 
 #define PCU_WG_D8(d, b) "+f"(d[(b) + 0]), "+f"(d[(b) + 1]), "+f"(d[(b) + 2]), "+f"(d[(b) + 3]), "+f"(d[(b) + 4]), \
   "+f"(d[(b) + 5]), "+f"(d[(b) + 6]), "+f"(d[(b) + 7])

@@ -86,9 +86,10 @@ int pcu_flash_forward(cudaStream_t s, const pcu_flash_args *a, size_t smem_optin
 /* flash_mma.cu: f16/bf16 dense attention on tensor cores (compute capability cc >= 80);
  * cudaErrorNotSupported when it does not apply (then use pcu_flash_forward). */
 int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin);
-/* flash_wgmma.cu: the same on Hopper's wgmma (compute capability 9.0 with the module's sm_90a
- * code) for no mask, equal head dims of 64, 128 or 256 and 16-byte aligned rows;
- * cudaErrorNotSupported elsewhere (then use pcu_flash_mma_forward). */
+/* flash_wgmma.cu: the same on Hopper's wgmma with TMA loads (compute capability 9.0 with the
+ * module's sm_90a code) for no mask, equal head dims of 64, 128 or 256 and views whose starts
+ * and strides are multiples of 16 bytes; cudaErrorNotSupported elsewhere (then use
+ * pcu_flash_mma_forward). */
 int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin);
 /* flash_tf32.cu: f32 dense attention on tensor cores (cc >= 80, head dims <= 256): 3xTF32 split
  * products (f32 accuracy), or plain TF32 if tf32_only (PATTN_PRECISION_TF32);
