@@ -79,19 +79,19 @@ template <int N> __device__ __forceinline__ void pcu_cp_wait() {
 #endif
 }
 
-/* A flash block's tile: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt), so the longest
- * causal tiles start first; kh is the kv head of query head ih (GQA). I: the index type (int in
- * flash_wgmma.cu, whose host keeps every count below 2^30; flash_mma.cu still decodes the
- * same in its own lines, kept for their register allocation). */
+/* A flash block's tile from its index bid (blockIdx.x, or a persistent block's work item) =
+ * ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt), so the longest causal tiles start first; kh is the
+ * kv head of query head ih (GQA). I: the index type (int in flash_wgmma.cu, whose host keeps
+ * every count below 2^30; flash_mma.cu still decodes the same in its own lines, kept for their
+ * register allocation). */
 template <class I> struct pcu_flash_tile_t {
   I qt, ih, is, ib, kh;
 };
 typedef pcu_flash_tile_t<int64_t> pcu_flash_tile;
 template <class I = int64_t>
-__device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt) {
+__device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt, I bid) {
   pcu_flash_tile_t<I> t;
   const I n = (I)nqt, hq = (I)a.q.nh, ns = (I)a.q.ns;
-  I bid = (I)blockIdx.x;
   t.qt = n - 1 - bid % n;
   bid /= n;
   t.ih = bid % hq;
@@ -100,6 +100,10 @@ __device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash
   t.ib = bid / ns;
   t.kh = t.ih / (hq / (I)a.k.nh);
   return t;
+}
+template <class I = int64_t>
+__device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash_args &a, int64_t nqt) {
+  return pcu_flash_tile_of<I>(a, nqt, (I)blockIdx.x);
 }
 
 /* Grid-stride loop over [0, n) with 64-bit indices. */
