@@ -103,6 +103,16 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   if (wg == 0) { /* the producer */
     regs_dec<24>();
     if (tid == 0) {
+      /* kv tile j of `tile` into stage st of base (K or V) once its empty barrier has
+       * completed phase ph ^ 1 */
+      auto load_kv = [&](const void *map, uint32_t base, int full, int empty, const pcu_flash_tile_t<int> &tile, int j, int st,
+                         uint32_t ph) {
+        mbar_wait(bar(empty, st), ph ^ 1u);
+        mbar_expect_tx(bar(full, st), C::KV_BYTES);
+#pragma unroll
+        for (int c = 0; c < D / 64; c++)
+          tma_load5(base + (uint32_t)(st * C::KV_BYTES + c * BN * 128), map, c * 64, j * BN, tile.kh, tile.is, tile.ib, bar(full, st));
+      };
       int it = 0, wi = 0;
       for (int w = blockIdx.x; w < nwork; w += gridDim.x) {
         const pcu_flash_tile_t<int> tile = pcu_flash_tile_of<int>(a, nqt, w);
@@ -117,16 +127,8 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         for (int j = 0; j < ntiles; j++, it++) {
           const int st = it % ST;
           const uint32_t ph = (uint32_t)(it / ST) & 1u;
-          mbar_wait(bar(KE, st), ph ^ 1u);
-          mbar_expect_tx(bar(KF, st), C::KV_BYTES);
-#pragma unroll
-          for (int c = 0; c < D / 64; c++)
-            tma_load5(sK + (uint32_t)(st * C::KV_BYTES + c * BN * 128), &tk, c * 64, j * BN, tile.kh, tile.is, tile.ib, bar(KF, st));
-          mbar_wait(bar(VE, st), ph ^ 1u);
-          mbar_expect_tx(bar(VF, st), C::KV_BYTES);
-#pragma unroll
-          for (int c = 0; c < D / 64; c++)
-            tma_load5(sV + (uint32_t)(st * C::KV_BYTES + c * BN * 128), &tv, c * 64, j * BN, tile.kh, tile.is, tile.ib, bar(VF, st));
+          load_kv(&tk, sK, KF, KE, tile, j, st, ph);
+          load_kv(&tv, sV, VF, VE, tile, j, st, ph);
         }
       }
     }
