@@ -73,6 +73,28 @@ __global__ void k_merge_lse(pcu_view al, pcu_view pl, int64_t total) {
   }
 }
 
+/* One thread per (row, column) of out: the S partial results of a row (dense f32, copy s of
+ * po at s * rows * d, of pl at s * rows), each normalised over its own keys with log-sum-exp
+ * pl, weighted by exp(pl_s - lse) where lse = log sum_s exp(pl_s); a row no split saw (every
+ * pl_s = -inf) gets 0 and lse -inf, as the unsplit kernel gives. Column 0 writes lse. */
+__global__ void k_split_combine(pcu_view out, pcu_view lse, const float *po, const float *pl, int S, float out_scale,
+                                int64_t rows, int64_t total) {
+  PCU_FOR(idx, total) {
+    const int64_t r = idx / out.d, j = idx % out.d;
+    float m = -PCU_INF;
+    for (int sp = 0; sp < S; sp++) m = fmaxf(m, pl[sp * rows + r]);
+    float sum = 0.0f, acc = 0.0f;
+    if (m != -PCU_INF)
+      for (int sp = 0; sp < S; sp++) {
+        const float w = expf(pl[sp * rows + r] - m);
+        sum += w;
+        acc += w * po[(sp * rows + r) * out.d + j];
+      }
+    pcu_store(out.buf, out.dtype, view_elem(out, idx), m == -PCU_INF ? 0.0f : out_scale * acc / sum);
+    if (j == 0 && lse.buf) pcu_store(lse.buf, lse.dtype, view_elem(lse, r), m == -PCU_INF ? -PCU_INF : m + logf(sum));
+  }
+}
+
 __global__ void k_gather(float *dst, pcu_view src, int64_t u0, int64_t H, int64_t group, int64_t total) {
   PCU_FOR(idx, total) {
     int64_t t = idx;
@@ -150,6 +172,14 @@ extern "C" int pcu_copy(cudaStream_t s, pcu_view dst, pcu_view src, float alpha)
                                                                 src.offset, alpha, total);
   else
     k_copy<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(dst, src, alpha, total);
+  return (int)cudaGetLastError();
+}
+
+extern "C" int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, const float *po, const float *pl, int S,
+                                 float out_scale) {
+  const int64_t total = view_count(out), rows = out.nb * out.ns * out.nh * out.n;
+  if (total <= 0) return 0;
+  k_split_combine<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(out, lse, po, pl, S, out_scale, rows, total);
   return (int)cudaGetLastError();
 }
 

@@ -152,12 +152,16 @@ __device__ __forceinline__ float tf_f4(const float4 &v, int e) { return e == 0 ?
 
 #endif /* __CUDA_ARCH__ >= 800 */
 
-/* One block: BM query rows of one (batch, segment, head). EXACT: 3xTF32, else 1xTF32.
- * vecq/veck/vecv: the view's rows are 16-byte aligned (float4 loads, cp.async); veco: the
- * output is f32 with 16-byte aligned rows. */
+/* One block: BM query rows of one (batch, segment, head) against the keys of one split.
+ * EXACT: 3xTF32, else 1xTF32. vecq/veck/vecv: the view's rows are 16-byte aligned (float4
+ * loads, cp.async); veco: the output is f32 with 16-byte aligned rows.
+ * nsplit > 1 (small grids): block b takes split b % nsplit, keys [split*kchunk, +kchunk)
+ * (kchunk a multiple of BN), and writes its normalised partial output and lse to copy
+ * `split` of a.out and a.lse, which are then dense f32 workspaces of nsplit copies one after
+ * the other (copy s at offset s * nb * sb); pcu_split_combine merges them. */
 template <int D, int BN, int MT, int NW, bool EXACT>
 __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_t nqt, int vecq, int veck, int vecv,
-                                                         int veco) {
+                                                         int veco, int nsplit, int64_t kchunk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   typedef Tf32Cfg<D, BN, MT, NW, EXACT> C;
   constexpr int THREADS = C::THREADS, BM = C::BM, QP = C::QP, KP = C::KP, VP = C::VP;
@@ -172,7 +176,15 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int64_t nq = a.q.n, nk = a.k.n, dk = a.q.d, dv = a.v.d;
-  const pcu_flash_tile tile = pcu_flash_tile_of(a, nqt);
+  int64_t bid = blockIdx.x, kb = 0;
+  if (nsplit > 1) {
+    const int64_t split = bid % nsplit;
+    bid /= nsplit;
+    kb = split * kchunk;
+    a.out.offset += split * a.out.nb * a.out.sb;
+    a.lse.offset += split * a.lse.nb * a.lse.sb;
+  }
+  const pcu_flash_tile tile = pcu_flash_tile_of(a, nqt, bid);
   const int64_t qt = tile.qt, ih = tile.ih, is = tile.is, ib = tile.ib, kh = tile.kh;
   const int64_t q0 = qt * BM;
   const int wr = warp * 16 * MT;  /* the warp's first row in the tile */
@@ -183,10 +195,11 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
                                   (float)((double)a.scale * TF_LOG2E), Qs + BM * QP, vecq);
   const int64_t kbase = pcu_row(a.k, ib, is, kh, 0), vbase = pcu_row(a.v, ib, is, kh, 0);
 
-  /* keys at or beyond kend are invisible to every row of the tile */
+  /* keys at or beyond kend are invisible to every row of the tile (or outside the split) */
   int64_t kend = nk;
-  if (a.causal) kend = min(nk, max((int64_t)0, q0 + BM + a.causal_offset));
-  const int64_t ntiles = (kend + BN - 1) / BN;
+  if (nsplit > 1) kend = min(nk, kb + kchunk);
+  if (a.causal) kend = min(kend, max((int64_t)0, q0 + BM + a.causal_offset));
+  const int64_t ntiles = kend > kb ? (kend - kb + BN - 1) / BN : 0;
 
   /* mask row of each of the thread's rows (mt, h): row wq0 + mt*16 + g + 8h, clamped to a
    * real row (rows past nq are computed but never stored) */
@@ -211,14 +224,14 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
   }
 
   if (ntiles > 0) {
-    tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase, nk, dk, veck, async);
+    tf_load_rows<D, THREADS>(Ks, KP, BN, a.k, kbase + kb * a.k.sn, nk - kb, dk, veck, async);
     pcu_cp_commit();
-    tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase, nk, dv, vecv, async);
+    tf_load_rows<D, THREADS>(Vs, VP, BN, a.v, vbase + kb * a.v.sn, nk - kb, dv, vecv, async);
     pcu_cp_commit();
   }
   /* Committed groups in flight at the top of each iteration: this tile's K, then its V. */
   for (int64_t it = 0; it < ntiles; it++) {
-    const int64_t k0 = it * BN, k0n = k0 + BN;
+    const int64_t k0 = kb + it * BN, k0n = k0 + BN;
     const bool more = it + 1 < ntiles;
     pcu_cp_wait<1>();   /* this thread's K copies landed */
     __syncthreads(); /* everyone's K (and, the first time, Q) stores are visible */
@@ -523,27 +536,46 @@ __global__ void __launch_bounds__(NW * 32) k_flash_tf32(pcu_flash_args a, int64_
 /* NVRTC compiles device code only: instantiate the kernels the host table below launches
  * (common.cuh, "Under NVRTC"). */
 #define TF32_INSTANTIATE(D, BN, MT, NW, EX) \
-  template __global__ void k_flash_tf32<D, BN, MT, NW, EX>(pcu_flash_args, int64_t, int, int, int, int);
+  template __global__ void k_flash_tf32<D, BN, MT, NW, EX>(pcu_flash_args, int64_t, int, int, int, int, int, int64_t);
 TF32_VARIANTS(TF32_INSTANTIATE)
 #undef TF32_INSTANTIATE
 #else /* host side */
 
 typedef struct tf32_variant {
-  int d, exact, bm, threads;
+  int d, exact, bm, bn, threads;
   size_t smem;
-  void (*kernel)(pcu_flash_args, int64_t, int, int, int, int);
+  void (*kernel)(pcu_flash_args, int64_t, int, int, int, int, int, int64_t);
 } tf32_variant;
 
 #define TF32_ENTRY(D, BN, MT, NW, EX)                                                                 \
-  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW, EX>::BM, Tf32Cfg<D, BN, MT, NW, EX>::THREADS,                  \
+  {D, EX ? 1 : 0, Tf32Cfg<D, BN, MT, NW, EX>::BM, BN, Tf32Cfg<D, BN, MT, NW, EX>::THREADS,              \
    Tf32Cfg<D, BN, MT, NW, EX>::SMEM, k_flash_tf32<D, BN, MT, NW, EX>},
 static const tf32_variant tf32_variants[] = {TF32_VARIANTS(TF32_ENTRY)};
 #undef TF32_ENTRY
 
+/* A launch: the variant, its grid, and the split of the keys over nsplit blocks per query
+ * tile (1: none) in chunks of kchunk keys, with the workspace bytes the split needs. */
+typedef struct tf32_plan {
+  const tf32_variant *v;
+  int64_t nqt, blocks, kchunk;
+  int nsplit;
+  size_t ws_bytes;
+} tf32_plan;
+
+/* Splitting the keys costs a combine pass, which the wave count below charges as this
+ * fraction of one wave of the attention kernel. */
+#define TF32_SPLIT_COST 0.15
+#define TF32_MAX_SPLIT 8
+
 /* cudaErrorNotSupported when this path does not apply (cc < 80, not all of q, k, v f32,
- * block-sparse, head dims beyond 256, or no variant fits the shared memory): the caller then
- * uses pcu_flash_forward. tf32_only: PATTN_PRECISION_TF32 (one tf32 product), else 3xTF32. */
-extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only) {
+ * block-sparse, head dims beyond 256, or no variant fits the shared memory).
+ * The variant: the first whose shared memory fits, or for grids of fewer than two blocks per
+ * multiprocessor the one with the fewest query rows per block. A grid that still leaves
+ * block slots idle (fewer blocks than fit at once on the device) splits the keys into nsplit
+ * ranges of at least two kv tiles, each its own block: nsplit minimises the number of waves
+ * per split plus TF32_SPLIT_COST for the combine (b=1, h=12, d=128, n=512: 96 blocks of 64
+ * rows, two fit per multiprocessor, so two splits fill 192 of the H200's 264 slots). */
+static int tf32_plan_of(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only, tf32_plan *p) {
   if (cc < 80 || a->layout || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 || a->v.dtype != PCU_F32 ||
       a->k.d != a->q.d || a->k.nh <= 0 || a->q.nh % a->k.nh != 0)
     return (int)cudaErrorNotSupported;
@@ -561,17 +593,82 @@ extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, i
   }
   if (!v) v = small;
   if (!v) return (int)cudaErrorNotSupported;
-  const int64_t nqt = (a->q.n + v->bm - 1) / v->bm;
-  const int64_t blocks = nqt * units;
-  if (blocks <= 0) return 0;
+  p->v = v;
+  p->nqt = (a->q.n + v->bm - 1) / v->bm;
+  p->blocks = p->nqt * units;
+  p->nsplit = 1;
+  p->kchunk = a->k.n;
+  p->ws_bytes = 0;
+  if (p->blocks > 0 && a->num_sms > 0) {
+    const cudaError_t e = pcu_prepare_smem((const void *)v->kernel, v->smem);
+    if (e != cudaSuccess) return (int)e;
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, v->kernel, v->threads, v->smem) != cudaSuccess) {
+      (void)cudaGetLastError();
+      per_sm = 1;
+    }
+    const int64_t slots = (int64_t)(per_sm > 0 ? per_sm : 1) * a->num_sms;
+    const int64_t ktiles = (a->k.n + v->bn - 1) / v->bn;
+    double best = 1e300;
+    for (int sp = 1; sp <= TF32_MAX_SPLIT && (sp == 1 || (p->blocks < slots && 2 * sp <= ktiles)); sp++) {
+      const int64_t chunk = (ktiles + sp - 1) / sp * v->bn, nsp = (a->k.n + chunk - 1) / chunk;
+      if (nsp != sp) continue; /* the same chunks as a smaller split */
+      const double cost = (double)((p->blocks * sp + slots - 1) / slots) / sp + (sp > 1 ? TF32_SPLIT_COST : 0.0);
+      if (cost < best) { best = cost; p->nsplit = sp; p->kchunk = chunk; }
+    }
+    if (p->nsplit > 1) {
+      const int64_t rows = units * a->q.n;
+      p->ws_bytes = (size_t)p->nsplit * (size_t)rows * (size_t)(a->v.d + 1) * sizeof(float);
+    }
+  }
+  return 0;
+}
+
+extern "C" size_t pcu_flash_tf32_workspace(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only) {
+  tf32_plan p;
+  return tf32_plan_of(a, cc, smem_optin, tf32_only, &p) == 0 ? p.ws_bytes : 0;
+}
+
+/* The same view over dense f32 [nb][ns][nh][n][d] at buf. */
+static pcu_view tf32_dense(float *buf, const pcu_view &like, int64_t d) {
+  pcu_view w = like;
+  w.buf = buf;
+  w.dtype = PCU_F32;
+  w.offset = 0;
+  w.d = d;
+  w.sn = d;
+  w.sh = w.n * w.sn;
+  w.ss = w.nh * w.sh;
+  w.sb = w.ns * w.ss;
+  return w;
+}
+
+extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only,
+                                      void *ws, size_t ws_bytes) {
+  tf32_plan p;
+  int e = tf32_plan_of(a, cc, smem_optin, tf32_only, &p);
+  if (e != 0) return e;
+  const tf32_variant *v = p.v;
+  if (p.blocks <= 0) return 0;
+  if (p.nsplit > 1 && (!ws || ws_bytes < p.ws_bytes)) { p.nsplit = 1; p.kchunk = a->k.n; }
+  const int64_t blocks = p.blocks * p.nsplit;
   if (blocks > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
-  const cudaError_t e = pcu_prepare_smem((const void *)v->kernel, v->smem);
-  if (e != cudaSuccess) return (int)e;
+  e = (int)pcu_prepare_smem((const void *)v->kernel, v->smem);
+  if (e != 0) return e;
   pcu_flash_args f = *a;
   f.causal_offset = pcu_clamp_causal(f.causal_offset, f.q.n, f.k.n);
-  const int veco = a->out.dtype == PCU_F32 && pcu_rows_aligned(a->out, 4, 16);
-  v->kernel<<<(unsigned)blocks, (unsigned)v->threads, v->smem, s>>>(f, nqt, pcu_rows_aligned(a->q, 4, 16),
-                                                                    pcu_rows_aligned(a->k, 4, 16), pcu_rows_aligned(a->v, 4, 16), veco);
-  return (int)cudaGetLastError();
+  float *po = (float *)ws, *pl = po + (size_t)p.nsplit * (size_t)(p.blocks / p.nqt * a->q.n * a->v.d);
+  if (p.nsplit > 1) {
+    f.out = tf32_dense(po, a->q, a->v.d);
+    f.lse = tf32_dense(pl, a->q, 1);
+    f.out_scale = 1.0f;
+  }
+  const int veco = f.out.dtype == PCU_F32 && pcu_rows_aligned(f.out, 4, 16);
+  v->kernel<<<(unsigned)blocks, (unsigned)v->threads, v->smem, s>>>(f, p.nqt, pcu_rows_aligned(a->q, 4, 16),
+                                                                    pcu_rows_aligned(a->k, 4, 16),
+                                                                    pcu_rows_aligned(a->v, 4, 16), veco, p.nsplit, p.kchunk);
+  e = (int)cudaGetLastError();
+  if (e != 0 || p.nsplit == 1) return e;
+  return pcu_split_combine(s, a->out, a->lse, po, pl, p.nsplit, a->out_scale);
 }
 #endif /* host side */

@@ -127,8 +127,18 @@ pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   f.num_sms = st->num_sms;
   int e = pcu_flash_wgmma_forward(st->stream, &f, st->cc, st->smem_optin);
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_mma_forward(st->stream, &f, st->cc, st->smem_optin);
-  if (e == (int)cudaErrorNotSupported && !f32_flash_fma())
-    e = pcu_flash_tf32_forward(st->stream, &f, st->cc, st->smem_optin, a->precision == PATTN_PRECISION_TF32);
+  if (e == (int)cudaErrorNotSupported && !f32_flash_fma()) {
+    /* a small grid splits the keys over more blocks, through a workspace for the partial results */
+    const int tf32 = a->precision == PATTN_PRECISION_TF32;
+    const size_t bytes = pcu_flash_tf32_workspace(&f, st->cc, st->smem_optin, tf32);
+    void *ws = NULL;
+    if (bytes) {
+      s = cuda_ws_alloc(ctx, bytes, &ws, "attention (f32 key split)");
+      if (s != PATTN_OK) return s;
+    }
+    e = pcu_flash_tf32_forward(st->stream, &f, st->cc, st->smem_optin, tf32, ws, bytes);
+    cuda_ws_free(ctx, ws, bytes);
+  }
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_forward(st->stream, &f, st->smem_optin);
   CU_TRY(ctx, e, "attention (flash)");
   return PATTN_OK;

@@ -37,6 +37,11 @@ typedef struct pcu_mat {
 int pcu_fill(cudaStream_t s, pcu_view dst, float value);
 int pcu_copy(cudaStream_t s, pcu_view dst, pcu_view src, float alpha);
 int pcu_merge(cudaStream_t s, pcu_view acc_out, pcu_view acc_lse, pcu_view part_out, pcu_view part_lse);
+/* out (and lse where lse.buf is set) from S partial results over disjoint key ranges, dense f32:
+ * po [S][rows][out.d] normalised outputs, pl [S][rows] their log-sum-exps, rows in out's
+ * (nb, ns, nh, n) order; out = out_scale * the combined softmax average. */
+int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, const float *po, const float *pl, int S,
+                      float out_scale);
 /* Dense f32 [nu][H][n][d] from units u0 .. u0+nu-1 of a view (unit = ib*ns + is); head ih
  * of the result reads head ih / group of the view (GQA expansion). */
 int pcu_gather(cudaStream_t s, float *dst, pcu_view src, int64_t u0, int64_t nu, int64_t H, int64_t group);
@@ -94,7 +99,11 @@ int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, siz
 /* flash_tf32.cu: f32 dense attention on tensor cores (cc >= 80, head dims <= 256): 3xTF32 split
  * products (f32 accuracy), or plain TF32 if tf32_only (PATTN_PRECISION_TF32);
  * cudaErrorNotSupported when it does not apply (then use pcu_flash_forward). */
-int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only);
+int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only,
+                           void *ws, size_t ws_bytes);
+/* The workspace bytes pcu_flash_tf32_forward would use to split the keys over more blocks
+ * (grids that leave the device's block slots idle); 0: no split. Given less, it does not split. */
+size_t pcu_flash_tf32_workspace(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only);
 
 /* ---- fused attention backward: flash_mma_bwd.cu (f16/bf16 on tensor cores, cc >= 80) and
  * flash_bwd.cu (f32 arithmetic, any dtypes, any architecture) ---- */
