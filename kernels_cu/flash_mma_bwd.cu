@@ -113,18 +113,6 @@ template <int D_, int NW_, int BM_, int QC_, int ST_, int MINB_, bool KVR_, int 
 #if PCU_BWD_DEVICE
 using namespace pcu_mma_ops;
 
-/* *p += x in global memory, no return value (RED): the pointer is generic (read from shared
- * memory), so atomicAdd would also test for a shared address and emulate that with a CAS loop. */
-__device__ __forceinline__ void red_add(float *p, float x) {
-  asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(__cvta_generic_to_global(p)), "f"(x) : "memory");
-}
-#if __CUDA_ARCH__ >= 900
-/* p[0] += x, p[1] += y, p 8-byte aligned (sm_90: one vector RED) */
-__device__ __forceinline__ void red_add2(float *p, float x, float y) {
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(__cvta_generic_to_global(p)), "f"(x), "f"(y) : "memory");
-}
-#endif
-
 /* Barrier of the two warps of a pair (SPL 2): id 1 + pair (0 is __syncthreads'), 64 threads. */
 __device__ __forceinline__ void pair_sync(int id) { asm volatile("bar.sync %0, 64;\n" ::"r"(id) : "memory"); }
 

@@ -25,8 +25,6 @@
  * Grid: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt): the longest causal tiles first. */
 #ifndef __CUDACC_RTC__
 #include <stdlib.h>
-#include <cuda.h>
-#include <cudaTypedefs.h>
 #endif
 
 #include "mma.cuh"
@@ -37,17 +35,6 @@ namespace pcu_wg {
 #if PCU_WGMMA_DEVICE
 using namespace pcu_mma_ops;
 using namespace pcu_wgmma_ops;
-#endif
-
-struct __align__(64) pcu_tmap {
-  unsigned long long w[16]; /* a CUtensorMap, made on the host */
-};
-/* A tensor map parameter: TMA reads it in place (__grid_constant__, compute_70 and newer; the
- * kernel is empty below sm_90a anyway). */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
-#define PCU_TMAP const pcu_wg::pcu_tmap
-#else
-#define PCU_TMAP const __grid_constant__ pcu_wg::pcu_tmap
 #endif
 
 /* D: head dim; BN keys per kv tile; ST stages each for K and V. */
@@ -319,7 +306,7 @@ WG_VARIANTS(RTC_WG)
 
 namespace {
 
-typedef void (*wg_kernel_fn)(const pcu_wg::pcu_tmap, const pcu_wg::pcu_tmap, const pcu_wg::pcu_tmap, pcu_flash_args, int, int, int,
+typedef void (*wg_kernel_fn)(const pcu_tmap, const pcu_tmap, const pcu_tmap, pcu_flash_args, int, int, int,
                              int);
 
 struct wg_variant {
@@ -331,50 +318,6 @@ struct wg_variant {
 #define PCU_WG_ROW(D, BN, ST) \
   {D, BN, pcu_wg::Cfg<D, BN, ST>::SMEM, {pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, false>, pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, true>}},
 const wg_variant wg_variants[] = {WG_VARIANTS(PCU_WG_ROW)};
-
-#ifdef PCU_WGMMA_BUILT
-/* The driver's tensor-map encoder, looked up once through the runtime (no -lcuda); NULL where
- * the driver has none. */
-PFN_cuTensorMapEncodeTiled_v12000 tmap_encoder(void) {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void *p = NULL;
-    cudaDriverEntryPointQueryResult q;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      p = NULL;
-    }
-    return (PFN_cuTensorMapEncodeTiled_v12000)p;
-  }();
-  return fn;
-}
-
-/* A 5-d tensor map of 16-bit view v, dims (d, n, nh, ns, nb) innermost first, boxes of 64
- * columns by `rows` rows in the 128-byte swizzle layout. A dim of extent 1 gets a stride that
- * follows from the inner ones (its own is never used, and may be anything). false where TMA
- * cannot describe the view (a start or a stride not a multiple of 16 bytes, a stride <= 0 or
- * beyond 2^40 bytes). */
-bool make_tmap(pcu_wg::pcu_tmap *m, const pcu_view &v, int rows) {
-  const PFN_cuTensorMapEncodeTiled_v12000 enc = tmap_encoder();
-  uint16_t *base = (uint16_t *)v.buf + v.offset;
-  if (!enc || (uintptr_t)base % 16 != 0) return false;
-  const cuuint64_t dims[5] = {(cuuint64_t)v.d, (cuuint64_t)v.n, (cuuint64_t)v.nh, (cuuint64_t)v.ns, (cuuint64_t)v.nb};
-  const int64_t given[4] = {v.sn, v.sh, v.ss, v.sb};
-  cuuint64_t strides[4];
-  int64_t span = v.d; /* elements spanned by the dims inside the current one */
-  for (int i = 0; i < 4; i++) {
-    const int64_t st = dims[i + 1] == 1 ? span : given[i];
-    if (st <= 0 || st % 8 != 0 || st >= ((int64_t)1 << 39)) return false;
-    strides[i] = (cuuint64_t)st * 2;
-    span = st * (int64_t)dims[i + 1];
-  }
-  const cuuint32_t box[5] = {64, (cuuint32_t)rows, 1, 1, 1}, es[5] = {1, 1, 1, 1, 1};
-  return enc((CUtensorMap *)m, v.dtype == PCU_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 5,
-             base, dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
-#endif
 
 } /* namespace */
 
@@ -397,8 +340,8 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
                                  [&](const wg_variant &v) { return v.smem <= smem_optin; });
   if (i < 0) return (int)cudaErrorNotSupported;
   const wg_variant *v = &wg_variants[i];
-  pcu_wg::pcu_tmap tq, tk, tv;
-  if (!make_tmap(&tq, a->q, 128) || !make_tmap(&tk, a->k, v->bn) || !make_tmap(&tv, a->v, v->bn))
+  pcu_tmap tq, tk, tv;
+  if (!pcu_make_tmap(&tq, a->q, 128) || !pcu_make_tmap(&tk, a->k, v->bn) || !pcu_make_tmap(&tv, a->v, v->bn))
     return (int)cudaErrorNotSupported;
   wg_kernel_fn kernel = v->k[a->q.dtype == PCU_BF16];
   const int64_t nqt = (nq + 127) / 128, nwork = nqt * a->q.nh * a->q.ns * a->q.nb;

@@ -1,5 +1,6 @@
 /* mma.sync building blocks shared by the f16/bf16 flash kernels (flash_mma.cu forward,
- * flash_mma_bwd.cu backward), sm_80 and newer; empty below (the host never launches those
+ * flash_mma_bwd.cu backward; the wgmma kernels use the conversions and reductions), sm_80 and
+ * newer; empty below (the host never launches those
  * kernels there). */
 #ifndef PCU_MMA_CUH
 #define PCU_MMA_CUH
@@ -26,6 +27,18 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t *r, uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
+
+/* *p += x in global memory, no return value (RED): the pointer is generic (read from shared
+ * memory), so atomicAdd would also test for a shared address and emulate that with a CAS loop. */
+__device__ __forceinline__ void red_add(float *p, float x) {
+  asm volatile("red.global.add.f32 [%0], %1;\n" ::"l"(__cvta_generic_to_global(p)), "f"(x) : "memory");
+}
+#if __CUDA_ARCH__ >= 900
+/* p[0] += x, p[1] += y, p 8-byte aligned (sm_90: one vector RED) */
+__device__ __forceinline__ void red_add2(float *p, float x, float y) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(__cvta_generic_to_global(p)), "f"(x), "f"(y) : "memory");
+}
+#endif
 
 /* c (16x8 f32) += a (16x16, row) * b (16x8, col). */
 template <bool BF16> __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, const uint32_t *b) {

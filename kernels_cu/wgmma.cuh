@@ -1,8 +1,10 @@
-/* wgmma (sm_90a) building blocks of the Hopper flash forward (flash_wgmma.cu): the
- * warpgroup-wide m64nNk16 products with f32 accumulators, A from shared memory (descriptor) or
- * from registers, B from shared memory; the fences that order them; the mbarriers, TMA loads
- * and register reallocation of its warp specialisation. Everything here compiles only where
- * __CUDA_ARCH_FEAT_SM90_ALL is defined (an sm_90a or compute_90a target).
+/* wgmma (sm_90a) building blocks of the Hopper flash forward and backward (flash_wgmma.cu,
+ * flash_wgmma_bwd.cu): the warpgroup-wide m64nNk16 products with f32 accumulators, A from
+ * shared memory (descriptor) or from registers, B from shared memory; the fences and barriers
+ * that order them; the mbarriers, TMA loads and register reallocation of their warp
+ * specialisation; on the host, the tensor maps of the TMA loads. The device code compiles only
+ * where __CUDA_ARCH_FEAT_SM90_ALL is defined (an sm_90a or compute_90a target), the host code
+ * only where the module has such code (PCU_WGMMA_BUILT).
  *
  * Shared-memory operands use the 128-byte swizzle layout that TMA's SWIZZLE_128B writes: a
  * box of 64 16-bit columns is stored as rows of 128 bytes, and 8 rows form a 1024-byte atom
@@ -23,6 +25,17 @@
 #define PCU_WGMMA_DEVICE 0
 #endif
 
+/* A tensor map as a kernel parameter (a CUtensorMap, made on the host): TMA reads it in place
+ * (__grid_constant__, compute_70 and newer; the kernels are empty below sm_90a anyway). */
+struct __align__(64) pcu_tmap {
+  unsigned long long w[16];
+};
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
+#define PCU_TMAP const pcu_tmap
+#else
+#define PCU_TMAP const __grid_constant__ pcu_tmap
+#endif
+
 #if PCU_WGMMA_DEVICE
 namespace pcu_wgmma_ops {
 
@@ -35,6 +48,19 @@ __device__ __forceinline__ uint64_t desc_sw128(uint32_t addr, uint32_t lbo, uint
 }
 
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+/* Makes this thread's generic-proxy writes to shared memory (st.shared, stmatrix) visible to
+ * the async proxy that wgmma reads operands through; then a barrier. */
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* Named barrier `id` (0 is __syncthreads') of `count` threads. */
+__device__ __forceinline__ void bar_sync(int id, int count) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory"); }
+/* Four 8x8 16-bit matrices, transposed, to shared memory: register i of the lanes holds matrix
+ * i in the accumulator layout (lane l: row l/4, columns 2(l%4), +1); lane 8i + r gives the
+ * address of row r of the stored matrix i, which is column r of the held one. */
+__device__ __forceinline__ void stsm_x4_trans(uint32_t addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]),
+               "r"(r[2]), "r"(r[3])
+               : "memory");
+}
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
@@ -97,18 +123,21 @@ template <int R> __device__ __forceinline__ void regs_inc() { asm volatile("setm
 /* d (64 x N, f32) = (acc ? d : 0) + A (64 x 16 at descriptor da, K-major) * B (16 x N at
  * descriptor db, K-major). */
 template <int N, bool BF16> __device__ __forceinline__ void mma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
+/* The same with B (16 x N at descriptor db) MN-major. */
+template <int N, bool BF16> __device__ __forceinline__ void mma_ss_mn(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
 /* d (64 x N, f32) += A (64 x 16 in registers a) * B (16 x N at descriptor db, MN-major). */
 template <int N, bool BF16> __device__ __forceinline__ void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db);
 
 /* One specialization per (N, type): the accumulator operands %0 .. %(N/2-1) (ACC, OUT), then
  * A (descriptor, or four registers), B's descriptor and the scale-d flag at the numbers given. */
-#define PCU_WG_SS(N, BF, TY, ACC, OUT, IA, IB, IP)                                                           \
-  template <> __device__ __forceinline__ void mma_ss<N, BF>(float (&d)[N / 2], uint64_t da, uint64_t db, int acc) { \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                          \
-                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " ACC ", %" IA ", %" IB        \
-                 ", p, 1, 1, 0, 0;\n}\n"                                                                      \
-                 : OUT(d) : "l"(da), "l"(db), "r"(acc));                                                    \
+#define PCU_WG_SS_AS(FN, TB, N, BF, TY, ACC, OUT, IA, IB, IP)                                                   \
+  template <> __device__ __forceinline__ void FN<N, BF>(float (&d)[N / 2], uint64_t da, uint64_t db, int acc) {   \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                            \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " ACC ", %" IA ", %" IB          \
+                 ", p, 1, 1, 0, " #TB ";\n}\n"                                                                  \
+                 : OUT(d) : "l"(da), "l"(db), "r"(acc));                                                      \
   }
+#define PCU_WG_SS(...) PCU_WG_SS_AS(mma_ss, 0, __VA_ARGS__)
 #define PCU_WG_RS(N, BF, TY, ACC, OUT, IA, IB, IP)                                                                  \
   template <> __device__ __forceinline__ void mma_rs<N, BF>(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db) { \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                                 \
@@ -121,6 +150,8 @@ PCU_WG_SS(64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
 PCU_WG_SS(64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
 PCU_WG_SS(128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
 PCU_WG_SS(128, false, "f16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
+PCU_WG_SS_AS(mma_ss_mn, 1, 64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
+PCU_WG_SS_AS(mma_ss_mn, 1, 64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
 PCU_WG_RS(64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
 PCU_WG_RS(64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
 PCU_WG_RS(128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")
@@ -130,6 +161,52 @@ PCU_WG_RS(256, false, "f16", PCU_WG_ACC128, PCU_WG_D128, "{%128, %129, %130, %13
 
 } /* namespace pcu_wgmma_ops */
 #endif /* PCU_WGMMA_DEVICE */
+
+#if !defined(__CUDACC_RTC__) && defined(PCU_WGMMA_BUILT)
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+/* The driver's tensor-map encoder, looked up once through the runtime (no -lcuda); NULL where
+ * the driver has none. */
+static inline PFN_cuTensorMapEncodeTiled_v12000 pcu_tmap_encoder(void) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void *p = NULL;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      p = NULL;
+    }
+    return (PFN_cuTensorMapEncodeTiled_v12000)p;
+  }();
+  return fn;
+}
+
+/* A 5-d tensor map of 16-bit view v, dims (d, n, nh, ns, nb) innermost first, boxes of 64
+ * columns by `rows` rows in the 128-byte swizzle layout. A dim of extent 1 gets a stride that
+ * follows from the inner ones (its own is never used, and may be anything). false where TMA
+ * cannot describe the view (a start or a stride not a multiple of 16 bytes, a stride <= 0 or
+ * beyond 2^40 bytes). */
+static inline bool pcu_make_tmap(pcu_tmap *m, const pcu_view &v, int rows) {
+  const PFN_cuTensorMapEncodeTiled_v12000 enc = pcu_tmap_encoder();
+  uint16_t *base = (uint16_t *)v.buf + v.offset;
+  if (!enc || (uintptr_t)base % 16 != 0) return false;
+  const cuuint64_t dims[5] = {(cuuint64_t)v.d, (cuuint64_t)v.n, (cuuint64_t)v.nh, (cuuint64_t)v.ns, (cuuint64_t)v.nb};
+  const int64_t given[4] = {v.sn, v.sh, v.ss, v.sb};
+  cuuint64_t strides[4];
+  int64_t span = v.d; /* elements spanned by the dims inside the current one */
+  for (int i = 0; i < 4; i++) {
+    const int64_t st = dims[i + 1] == 1 ? span : given[i];
+    if (st <= 0 || st % 8 != 0 || st >= ((int64_t)1 << 39)) return false;
+    strides[i] = (cuuint64_t)st * 2;
+    span = st * (int64_t)dims[i + 1];
+  }
+  const cuuint32_t box[5] = {64, (cuuint32_t)rows, 1, 1, 1}, es[5] = {1, 1, 1, 1, 1};
+  return enc((CUtensorMap *)m, v.dtype == PCU_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 5,
+             base, dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+#endif /* host, sm_90a built */
 
 #endif /* PCU_WGMMA_CUH */
 

@@ -302,7 +302,8 @@ done:
   return s;
 }
 
-/* Fused backward, on tensor cores (flash_mma_bwd.cu, mma != 0) or in f32 FMA (flash_bwd.cu):
+/* Fused backward, on tensor cores (mma != 0: flash_wgmma_bwd.cu where it applies, else
+ * flash_mma_bwd.cu) or in f32 FMA (flash_bwd.cu):
  * D = rowdot(dout, out), the kernel accumulates dQ (atomically) and writes dK, dV per query
  * head into f32 workspaces, pcu_scatter converts them to the gradients' views (summing dK, dV
  * over each GQA group). O(n) workspace per unit; chunked over units like the cuBLAS path. */
@@ -327,8 +328,11 @@ static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pat
     if (e) { s = cuda_fail(ctx, e, "attention backward: staging"); break; }
     f->delta = Df; f->dq = dQf; f->dk = dKf; f->dv = dVf;
     f->u0 = u0; f->nu = cu;
-    e = (cudaError_t)(mma ? pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin)
-                          : pcu_flash_fma_backward(st->stream, f, st->smem_optin));
+    int r = (int)cudaErrorNotSupported;
+    if (mma) r = pcu_flash_wgmma_backward(st->stream, f, st->cc, st->smem_optin);
+    if (mma && r == (int)cudaErrorNotSupported) r = pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin);
+    if (!mma) r = pcu_flash_fma_backward(st->stream, f, st->smem_optin);
+    e = (cudaError_t)r;
     if (e) { s = cuda_fail(ctx, e, mma ? "attention backward (fused, tensor cores)" : "attention backward (fused)"); break; }
     e = store_grads(st, a, dQf, dKf, dVf, u0, cu, group);
     if (e) { s = cuda_fail(ctx, e, "attention backward: store"); break; }

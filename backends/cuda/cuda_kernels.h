@@ -124,6 +124,11 @@ typedef struct pcu_flash_bwd_args {
 int pcu_flash_mma_backward_supported(const pcu_flash_bwd_args *a, int cc, size_t smem_optin);
 /* cudaErrorNotSupported when it does not apply (then use the cuBLAS path). */
 int pcu_flash_mma_backward(cudaStream_t s, const pcu_flash_bwd_args *a, int cc, size_t smem_optin);
+/* flash_wgmma_bwd.cu: the same on Hopper's wgmma with TMA loads (compute capability 9.0 with
+ * the module's sm_90a code) for one of f16/bf16, equal head dims of 64 or 128 and views whose
+ * starts and strides are multiples of 16 bytes; cudaErrorNotSupported elsewhere (then use
+ * pcu_flash_mma_backward). */
+int pcu_flash_wgmma_backward(cudaStream_t s, const pcu_flash_bwd_args *a, int cc, size_t smem_optin);
 /* flash_bwd.cu: whether it applies (head dims up to 256 whose tile fits smem_optin), and the
  * launch (cudaErrorNotSupported when it does not apply: then use the cuBLAS path). */
 int pcu_flash_fma_backward_supported(const pcu_flash_bwd_args *a, size_t smem_optin);
