@@ -331,10 +331,8 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
   (void)s; (void)a; (void)cc; (void)smem_optin; (void)wg_variants;
   return (int)cudaErrorNotSupported;
 #else
-  const char *env = getenv("PATTN_CUDA_WGMMA");
-  if (env && env[0] == '0') return (int)cudaErrorNotSupported;
   const int64_t nq = a->q.n, nk = a->k.n, d = a->q.d;
-  if (cc != 90 || !pcu_flash_tc_args(a) || a->mask.buf || a->k.d != d || a->v.d != d || (d != 64 && d != 128 && d != 256))
+  if (!pcu_wgmma_usable(cc) || !pcu_flash_tc_args(a) || a->mask.buf || a->k.d != d || a->v.d != d || (d != 64 && d != 128 && d != 256))
     return (int)cudaErrorNotSupported;
   const int i = pcu_pick_variant(wg_variants, (int)(sizeof wg_variants / sizeof wg_variants[0]), (int)d, "PATTN_CUDA_WG_CFG",
                                  [&](const wg_variant &v) { return v.smem <= smem_optin; });

@@ -30,10 +30,6 @@
  *   - At the end, dK * scale and dV of keys < nk go to the f32 workspaces [nu][hq][nk][d].
  * Grid: blockIdx.x = (uu*hq + ih)*nkt + kt (the kv tiles of a head are neighbours: they read the
  * same Q and dO through L2). */
-#ifndef __CUDACC_RTC__
-#include <stdlib.h>
-#endif
-
 #include "mma.cuh"
 #include "wgmma.cuh"
 
@@ -307,7 +303,8 @@ const wgb_variant wgb_variants[] = {WGB_VARIANTS(PCU_WGB_ROW)};
 } /* namespace */
 
 /* cudaErrorNotSupported when this path does not apply (the caller then uses flash_mma_bwd.cu):
- * not built with sm_90a code, compute capability other than 9.0, PATTN_CUDA_WGMMA=0, dtypes
+ * not built with sm_90a code, compute capability other than 9.0 or PATTN_CUDA_WGMMA=0
+ * (pcu_wgmma_usable), dtypes
  * other than one of f16/bf16, head dims other than 64 or 128 (all four equal), or a view TMA
  * cannot describe. */
 extern "C" int pcu_flash_wgmma_backward(cudaStream_t s, const pcu_flash_bwd_args *a, int cc, size_t smem_optin) {
@@ -315,11 +312,9 @@ extern "C" int pcu_flash_wgmma_backward(cudaStream_t s, const pcu_flash_bwd_args
   (void)s; (void)a; (void)cc; (void)smem_optin; (void)wgb_variants;
   return (int)cudaErrorNotSupported;
 #else
-  const char *env = getenv("PATTN_CUDA_WGMMA");
-  if (env && env[0] == '0') return (int)cudaErrorNotSupported;
   const int dt = a->q.dtype;
   const int64_t d = a->q.d;
-  if (cc != 90 || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt || a->dout.dtype != dt ||
+  if (!pcu_wgmma_usable(cc) || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt || a->dout.dtype != dt ||
       a->k.d != d || a->v.d != d || a->dout.d != d || pcu_bwd_head_dim(a) == 0)
     return (int)cudaErrorNotSupported;
   const wgb_variant *v = NULL;

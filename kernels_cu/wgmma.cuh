@@ -163,8 +163,16 @@ PCU_WG_RS(256, false, "f16", PCU_WG_ACC128, PCU_WG_D128, "{%128, %129, %130, %13
 #endif /* PCU_WGMMA_DEVICE */
 
 #if !defined(__CUDACC_RTC__) && defined(PCU_WGMMA_BUILT)
+#include <stdlib.h>
 #include <cuda.h>
 #include <cudaTypedefs.h>
+
+/* Whether the sm_90a kernels may run: on compute capability 9.0 (the one sm_90a code runs on),
+ * unless PATTN_CUDA_WGMMA=0 (temporary, for benchmarks) turns them off. */
+static inline bool pcu_wgmma_usable(int cc) {
+  const char *env = getenv("PATTN_CUDA_WGMMA");
+  return cc == 90 && !(env && env[0] == '0');
+}
 
 /* The driver's tensor-map encoder, looked up once through the runtime (no -lcuda); NULL where
  * the driver has none. */
