@@ -553,29 +553,20 @@ typedef struct tf32_variant {
 static const tf32_variant tf32_variants[] = {TF32_VARIANTS(TF32_ENTRY)};
 #undef TF32_ENTRY
 
-/* A launch: the variant, its grid, and the split of the keys over nsplit blocks per query
- * tile (1: none) in chunks of kchunk keys, with the workspace bytes the split needs. */
-typedef struct tf32_plan {
-  const tf32_variant *v;
-  int64_t nqt, blocks, kchunk;
-  int nsplit;
-  size_t ws_bytes;
-} tf32_plan;
-
 /* Splitting the keys costs a combine pass, which the wave count below charges as this
  * fraction of one wave of the attention kernel. */
 #define TF32_SPLIT_COST 0.15
 #define TF32_MAX_SPLIT 8
 
-/* cudaErrorNotSupported when this path does not apply (cc < 80, not all of q, k, v f32,
- * block-sparse, head dims beyond 256, or no variant fits the shared memory).
- * The variant: the first whose shared memory fits, or for grids of fewer than two blocks per
+/* The launch for a (see cuda_kernels.h); cudaErrorNotSupported when this path does not apply
+ * (cc < 80, not all of q, k, v f32, block-sparse, head dims beyond 256, or no variant fits the
+ * shared memory). The variant: the first whose shared memory fits, or for grids of fewer than two blocks per
  * multiprocessor the one with the fewest query rows per block. A grid that still leaves
  * block slots idle (fewer blocks than fit at once on the device) splits the keys into nsplit
  * ranges of at least two kv tiles, each its own block: nsplit minimises the number of waves
  * per split plus TF32_SPLIT_COST for the combine (b=1, h=12, d=128, n=512: 96 blocks of 64
  * rows, two fit per multiprocessor, so two splits fill 192 of the H200's 264 slots). */
-static int tf32_plan_of(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only, tf32_plan *p) {
+extern "C" int pcu_flash_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only, pcu_tf32_plan *p) {
   if (cc < 80 || a->layout || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 || a->v.dtype != PCU_F32 ||
       a->k.d != a->q.d || a->k.nh <= 0 || a->q.nh % a->k.nh != 0)
     return (int)cudaErrorNotSupported;
@@ -593,15 +584,16 @@ static int tf32_plan_of(const pcu_flash_args *a, int cc, size_t smem_optin, int 
   }
   if (!v) v = small;
   if (!v) return (int)cudaErrorNotSupported;
-  p->v = v;
+  p->variant = (int)(v - tf32_variants);
   p->nqt = (a->q.n + v->bm - 1) / v->bm;
   p->blocks = p->nqt * units;
   p->nsplit = 1;
   p->kchunk = a->k.n;
   p->ws_bytes = 0;
-  if (p->blocks > 0 && a->num_sms > 0) {
-    const cudaError_t e = pcu_prepare_smem((const void *)v->kernel, v->smem);
-    if (e != cudaSuccess) return (int)e;
+  if (p->blocks <= 0) return 0;
+  const cudaError_t e = pcu_prepare_smem((const void *)v->kernel, v->smem);
+  if (e != cudaSuccess) return (int)e;
+  if (a->num_sms > 0) {
     int per_sm = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, v->kernel, v->threads, v->smem) != cudaSuccess) {
       (void)cudaGetLastError();
@@ -624,11 +616,6 @@ static int tf32_plan_of(const pcu_flash_args *a, int cc, size_t smem_optin, int 
   return 0;
 }
 
-extern "C" size_t pcu_flash_tf32_workspace(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only) {
-  tf32_plan p;
-  return tf32_plan_of(a, cc, smem_optin, tf32_only, &p) == 0 ? p.ws_bytes : 0;
-}
-
 /* The same view over dense f32 [nb][ns][nh][n][d] at buf. */
 static pcu_view tf32_dense(float *buf, const pcu_view &like, int64_t d) {
   pcu_view w = like;
@@ -643,22 +630,18 @@ static pcu_view tf32_dense(float *buf, const pcu_view &like, int64_t d) {
   return w;
 }
 
-extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only,
-                                      void *ws, size_t ws_bytes) {
-  tf32_plan p;
-  int e = tf32_plan_of(a, cc, smem_optin, tf32_only, &p);
-  if (e != 0) return e;
-  const tf32_variant *v = p.v;
+extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, const pcu_tf32_plan *plan, void *ws) {
+  pcu_tf32_plan p = *plan;
+  const tf32_variant *v = &tf32_variants[p.variant];
   if (p.blocks <= 0) return 0;
-  if (p.nsplit > 1 && (!ws || ws_bytes < p.ws_bytes)) { p.nsplit = 1; p.kchunk = a->k.n; }
+  if (!ws) { p.nsplit = 1; p.kchunk = a->k.n; }
   const int64_t blocks = p.blocks * p.nsplit;
   if (blocks > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
-  e = (int)pcu_prepare_smem((const void *)v->kernel, v->smem);
-  if (e != 0) return e;
   pcu_flash_args f = *a;
   f.causal_offset = pcu_clamp_causal(f.causal_offset, f.q.n, f.k.n);
-  float *po = (float *)ws, *pl = po + (size_t)p.nsplit * (size_t)(p.blocks / p.nqt * a->q.n * a->v.d);
+  float *po = (float *)ws, *pl = NULL;
   if (p.nsplit > 1) {
+    pl = po + (size_t)p.nsplit * (size_t)(p.blocks / p.nqt * a->q.n * a->v.d);
     f.out = tf32_dense(po, a->q, a->v.d);
     f.lse = tf32_dense(pl, a->q, 1);
     f.out_scale = 1.0f;
@@ -667,7 +650,7 @@ extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, i
   v->kernel<<<(unsigned)blocks, (unsigned)v->threads, v->smem, s>>>(f, p.nqt, pcu_rows_aligned(a->q, 4, 16),
                                                                     pcu_rows_aligned(a->k, 4, 16),
                                                                     pcu_rows_aligned(a->v, 4, 16), veco, p.nsplit, p.kchunk);
-  e = (int)cudaGetLastError();
+  const int e = (int)cudaGetLastError();
   if (e != 0 || p.nsplit == 1) return e;
   return pcu_split_combine(s, a->out, a->lse, po, pl, p.nsplit, a->out_scale);
 }

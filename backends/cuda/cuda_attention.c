@@ -129,15 +129,17 @@ pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_mma_forward(st->stream, &f, st->cc, st->smem_optin);
   if (e == (int)cudaErrorNotSupported && !f32_flash_fma()) {
     /* a small grid splits the keys over more blocks, through a workspace for the partial results */
-    const int tf32 = a->precision == PATTN_PRECISION_TF32;
-    const size_t bytes = pcu_flash_tf32_workspace(&f, st->cc, st->smem_optin, tf32);
-    void *ws = NULL;
-    if (bytes) {
-      s = cuda_ws_alloc(ctx, bytes, &ws, "attention (f32 key split)");
-      if (s != PATTN_OK) return s;
+    pcu_tf32_plan plan;
+    e = pcu_flash_tf32_plan(&f, st->cc, st->smem_optin, a->precision == PATTN_PRECISION_TF32, &plan);
+    if (e == 0) {
+      void *ws = NULL;
+      if (plan.ws_bytes) {
+        s = cuda_ws_alloc(ctx, plan.ws_bytes, &ws, "attention (f32 key split)");
+        if (s != PATTN_OK) return s;
+      }
+      e = pcu_flash_tf32_forward(st->stream, &f, &plan, ws);
+      cuda_ws_free(ctx, ws, plan.ws_bytes);
     }
-    e = pcu_flash_tf32_forward(st->stream, &f, st->cc, st->smem_optin, tf32, ws, bytes);
-    cuda_ws_free(ctx, ws, bytes);
   }
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_forward(st->stream, &f, st->smem_optin);
   CU_TRY(ctx, e, "attention (flash)");
@@ -328,10 +330,9 @@ static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pat
     if (e) { s = cuda_fail(ctx, e, "attention backward: staging"); break; }
     f->delta = Df; f->dq = dQf; f->dk = dKf; f->dv = dVf;
     f->u0 = u0; f->nu = cu;
-    int r = (int)cudaErrorNotSupported;
-    if (mma) r = pcu_flash_wgmma_backward(st->stream, f, st->cc, st->smem_optin);
+    int r = mma ? pcu_flash_wgmma_backward(st->stream, f, st->cc, st->smem_optin)
+                : pcu_flash_fma_backward(st->stream, f, st->smem_optin);
     if (mma && r == (int)cudaErrorNotSupported) r = pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin);
-    if (!mma) r = pcu_flash_fma_backward(st->stream, f, st->smem_optin);
     e = (cudaError_t)r;
     if (e) { s = cuda_fail(ctx, e, mma ? "attention backward (fused, tensor cores)" : "attention backward (fused)"); break; }
     e = store_grads(st, a, dQf, dKf, dVf, u0, cu, group);

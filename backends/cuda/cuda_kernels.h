@@ -97,13 +97,18 @@ int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_
  * pcu_flash_mma_forward). */
 int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin);
 /* flash_tf32.cu: f32 dense attention on tensor cores (cc >= 80, head dims <= 256): 3xTF32 split
- * products (f32 accuracy), or plain TF32 if tf32_only (PATTN_PRECISION_TF32);
- * cudaErrorNotSupported when it does not apply (then use pcu_flash_forward). */
-int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only,
-                           void *ws, size_t ws_bytes);
-/* The workspace bytes pcu_flash_tf32_forward would use to split the keys over more blocks
- * (grids that leave the device's block slots idle); 0: no split. Given less, it does not split. */
-size_t pcu_flash_tf32_workspace(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only);
+ * products (f32 accuracy), or plain TF32 if tf32_only (PATTN_PRECISION_TF32). First the plan:
+ * the variant, its grid and, for grids that leave the device's block slots idle, a split of
+ * the keys over nsplit blocks per query tile that needs ws_bytes of workspace (0: no split);
+ * cudaErrorNotSupported when this path does not apply (then use pcu_flash_forward). Then the
+ * launch, with that workspace (ws NULL: no split). */
+typedef struct pcu_tf32_plan {
+  int     variant, nsplit;
+  int64_t nqt, blocks, kchunk;
+  size_t  ws_bytes;
+} pcu_tf32_plan;
+int pcu_flash_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only, pcu_tf32_plan *p);
+int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, const pcu_tf32_plan *p, void *ws);
 
 /* ---- fused attention backward: flash_mma_bwd.cu (f16/bf16 on tensor cores, cc >= 80) and
  * flash_bwd.cu (f32 arithmetic, any dtypes, any architecture) ---- */
