@@ -18,6 +18,7 @@ typedef struct cuda_state {
   int            num_sms;     /* multiprocessors */
   size_t         smem_optin;  /* per-block shared memory a kernel may opt in to */
   int            async_alloc; /* stream-ordered allocator available */
+  cudaMemPool_t  pool;        /* the context's own pool (NULL: the device's default pool) */
   cudaStream_t   stream;      /* the context's one in-order queue */
   cublasHandle_t blas;
 } cuda_state;
