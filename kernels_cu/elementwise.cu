@@ -122,6 +122,116 @@ __global__ void k_scatter(pcu_view dst, const float *src, int64_t u0, int64_t gr
   }
 }
 
+/* ---- 8 columns per thread: the row-wise passes of the backward ----
+ * Where d is a multiple of 8, every row start of the view sits on 16 bytes and the counts
+ * fit 32 bits (rows8_ok on the host), a thread moves 8 consecutive elements with 16-byte
+ * accesses and decomposes its index in 32-bit arithmetic. The per-element kernels below
+ * them, with five 64-bit divisions per element, cost about as much as the fused backward
+ * kernel itself at FlashAttention's shapes. */
+
+/* 8 elements of a view row from element i (16-byte aligned) to f32, and back. */
+__device__ __forceinline__ void load8(const void *base, int dt, int64_t i, float *x) {
+  if (dt == PCU_F32) {
+    const float4 a = *(const float4 *)((const float *)base + i), b = *(const float4 *)((const float *)base + i + 4);
+    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w; x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+    return;
+  }
+  const uint4 w = *(const uint4 *)((const uint16_t *)base + i);
+  const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+  for (int k = 0; k < 4; k++) {
+    const uint16_t lo = (uint16_t)(u[k] & 0xffffu), hi = (uint16_t)(u[k] >> 16);
+    x[2 * k] = dt == PCU_F16 ? pcu_f16_to_f32(lo) : pcu_bf16_to_f32(lo);
+    x[2 * k + 1] = dt == PCU_F16 ? pcu_f16_to_f32(hi) : pcu_bf16_to_f32(hi);
+  }
+}
+
+__device__ __forceinline__ void store8(void *base, int dt, int64_t i, const float *x) {
+  if (dt == PCU_F32) {
+    *(float4 *)((float *)base + i) = make_float4(x[0], x[1], x[2], x[3]);
+    *(float4 *)((float *)base + i + 4) = make_float4(x[4], x[5], x[6], x[7]);
+    return;
+  }
+  uint32_t u[4];
+  for (int k = 0; k < 4; k++) {
+    const uint16_t lo = dt == PCU_F16 ? pcu_f32_to_f16(x[2 * k]) : pcu_f32_to_bf16(x[2 * k]);
+    const uint16_t hi = dt == PCU_F16 ? pcu_f32_to_f16(x[2 * k + 1]) : pcu_f32_to_bf16(x[2 * k + 1]);
+    u[k] = (uint32_t)lo | ((uint32_t)hi << 16);
+  }
+  *(uint4 *)((uint16_t *)base + i) = make_uint4(u[0], u[1], u[2], u[3]);
+}
+
+/* Chunk idx of a workspace in [unit][head][row][d] order, 8 columns per chunk: the unit (of
+ * the chunk starting at u0), head, row and first column, and the view row it belongs to. */
+struct chunk8 {
+  uint32_t t, h, i, c;
+};
+__device__ __forceinline__ chunk8 chunk8_of(uint32_t idx, uint32_t cpr, uint32_t n, uint32_t H) {
+  chunk8 k;
+  k.c = (idx % cpr) * 8;
+  idx /= cpr;
+  k.i = idx % n;
+  idx /= n;
+  k.h = idx % H;
+  k.t = idx / H;
+  return k;
+}
+__device__ __forceinline__ int64_t chunk8_row(const pcu_view &v, uint32_t u, uint32_t ih, uint32_t i) {
+  const uint32_t ns = (uint32_t)v.ns;
+  return pcu_row(v, u / ns, u % ns, ih, i);
+}
+
+/* k_gather with 8 columns per thread. */
+__global__ void k_gather8(float *dst, pcu_view src, uint32_t u0, uint32_t H, uint32_t group, uint32_t chunks) {
+  const uint32_t cpr = (uint32_t)src.d / 8, n = (uint32_t)src.n;
+  for (uint32_t idx = blockIdx.x * blockDim.x + threadIdx.x; idx < chunks; idx += gridDim.x * blockDim.x) {
+    const chunk8 k = chunk8_of(idx, cpr, n, H);
+    float x[8];
+    load8(src.buf, src.dtype, chunk8_row(src, u0 + k.t, k.h / group, k.i) + k.c, x);
+    store8(dst, PCU_F32, (int64_t)idx * 8, x);
+  }
+}
+
+/* k_scatter with 8 columns per thread. */
+__global__ void k_scatter8(pcu_view dst, const float *src, uint32_t u0, uint32_t group, float alpha, uint32_t chunks) {
+  const uint32_t cpr = (uint32_t)dst.d / 8, n = (uint32_t)dst.n, nh = (uint32_t)dst.nh;
+  const int64_t plane = (int64_t)n * dst.d;
+  for (uint32_t idx = blockIdx.x * blockDim.x + threadIdx.x; idx < chunks; idx += gridDim.x * blockDim.x) {
+    const chunk8 k = chunk8_of(idx, cpr, n, nh);
+    const float *p = src + ((int64_t)k.t * nh + k.h) * group * plane + (int64_t)k.i * dst.d + k.c;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, x[8];
+    for (uint32_t g = 0; g < group; g++, p += plane) {
+      load8(p, PCU_F32, 0, x);
+      for (int e = 0; e < 8; e++) acc[e] += x[e];
+    }
+    for (int e = 0; e < 8; e++) acc[e] *= alpha;
+    store8(dst.buf, dst.dtype, chunk8_row(dst, u0 + k.t, k.h, k.i) + k.c, acc);
+  }
+}
+
+/* k_rowdot with 8 columns per lane: L lanes per row (a power of two, L*8 <= d), 32/L rows per
+ * warp; the lanes of a row are consecutive, so the butterfly stays within them. */
+__global__ void k_rowdot8(float *D, pcu_view a, pcu_view b, uint32_t u0, uint32_t rows, int L) {
+  const uint32_t lane = threadIdx.x & 31, sub = lane % (uint32_t)L, per = 32 / (uint32_t)L;
+  const uint32_t n = (uint32_t)a.n, nh = (uint32_t)a.nh, d = (uint32_t)a.d;
+  const uint32_t warps = gridDim.x * blockDim.x / 32;
+  for (uint32_t w = (blockIdx.x * blockDim.x + threadIdx.x) / 32; w * per < rows; w += warps) {
+    const uint32_t r = w * per + lane / (uint32_t)L;
+    float s = 0.0f;
+    if (r < rows) {
+      const uint32_t i = r % n, ih = (r / n) % nh, u = u0 + r / n / nh;
+      const int64_t ra = chunk8_row(a, u, ih, i), rb = chunk8_row(b, u, ih, i);
+      for (uint32_t c = sub * 8; c < d; c += 8 * (uint32_t)L) {
+        float x[8], y[8];
+        load8(a.buf, a.dtype, ra + c, x);
+        load8(b.buf, b.dtype, rb + c, y);
+        for (int e = 0; e < 8; e++) s += x[e] * y[e];
+      }
+    }
+    for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (r < rows && sub == 0) D[r] = s;
+  }
+}
+
 /* One warp per row. */
 __global__ void k_rowdot(float *D, pcu_view a, pcu_view b, int64_t u0, int64_t rows) {
   int lane = threadIdx.x & 31;
@@ -191,9 +301,24 @@ extern "C" int pcu_merge(cudaStream_t s, pcu_view ao, pcu_view al, pcu_view po, 
   return (int)cudaGetLastError();
 }
 
+/* Whether the 8-column kernels apply to view v over units [u0, u0+nu) with H heads: d a
+ * multiple of 8, rows on 16 bytes (a dense f32 workspace ws, where given, too) and every
+ * index within 32 bits. */
+static bool rows8_ok(const pcu_view &v, const float *ws, int64_t u0, int64_t nu, int64_t H) {
+  const int esize = v.dtype == PCU_F32 ? 4 : 2;
+  const int64_t lim = (int64_t)1 << 31;
+  return v.d > 0 && v.d % 8 == 0 && pcu_rows_aligned(v, esize, 16) && ((uintptr_t)ws % 16) == 0 &&
+         u0 + nu < lim && nu * H * v.n * v.d < lim && v.nb * v.ns < lim;
+}
+
 extern "C" int pcu_gather(cudaStream_t s, float *dst, pcu_view src, int64_t u0, int64_t nu, int64_t H, int64_t group) {
   int64_t total = nu * H * src.n * src.d;
   if (total <= 0) return 0;
+  if (rows8_ok(src, dst, u0, nu, H)) {
+    k_gather8<<<pcu_blocks(total / 8, THREADS), THREADS, 0, s>>>(dst, src, (uint32_t)u0, (uint32_t)H, (uint32_t)group,
+                                                                  (uint32_t)(total / 8));
+    return (int)cudaGetLastError();
+  }
   k_gather<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(dst, src, u0, H, group, total);
   return (int)cudaGetLastError();
 }
@@ -201,6 +326,11 @@ extern "C" int pcu_gather(cudaStream_t s, float *dst, pcu_view src, int64_t u0, 
 extern "C" int pcu_scatter(cudaStream_t s, pcu_view dst, const float *src, int64_t u0, int64_t nu, int64_t group, float alpha) {
   int64_t total = nu * dst.nh * dst.n * dst.d;
   if (total <= 0) return 0;
+  if (rows8_ok(dst, src, u0, nu, dst.nh * group)) {
+    k_scatter8<<<pcu_blocks(total / 8, THREADS), THREADS, 0, s>>>(dst, src, (uint32_t)u0, (uint32_t)group, alpha,
+                                                                   (uint32_t)(total / 8));
+    return (int)cudaGetLastError();
+  }
   k_scatter<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(dst, src, u0, group, alpha, total);
   return (int)cudaGetLastError();
 }
@@ -208,6 +338,13 @@ extern "C" int pcu_scatter(cudaStream_t s, pcu_view dst, const float *src, int64
 extern "C" int pcu_rowdot(cudaStream_t s, float *D, pcu_view a, pcu_view b, int64_t u0, int64_t nu) {
   int64_t rows = nu * a.nh * a.n;
   if (rows <= 0) return 0;
+  if (rows8_ok(a, nullptr, u0, nu, a.nh) && rows8_ok(b, nullptr, u0, nu, b.nh)) {
+    int L = 1;
+    while (L < 32 && L * 16 <= a.d) L *= 2; /* L*8 <= d */
+    const int64_t warps = (rows + 32 / L - 1) / (32 / L);
+    k_rowdot8<<<pcu_blocks(warps * 32, THREADS), THREADS, 0, s>>>(D, a, b, (uint32_t)u0, (uint32_t)rows, L);
+    return (int)cudaGetLastError();
+  }
   k_rowdot<<<pcu_blocks(rows * 32, THREADS), THREADS, 0, s>>>(D, a, b, u0, rows);
   return (int)cudaGetLastError();
 }
