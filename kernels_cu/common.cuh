@@ -54,6 +54,41 @@ __device__ __forceinline__ int64_t pcu_row(const pcu_view &v, int64_t ib, int64_
   return v.offset + ib * v.sb + is * v.ss + ih * v.sh + i * v.sn;
 }
 
+/* Where a fused backward writes row r of dK (v = 0) or dV (v = 1) of plane p (unit within the
+ * chunk * hq + query head): the gradient view itself where the host gave one (a.gk, a.gv),
+ * else the f32 workspace [nu][hq][nk][d]. Element c of the row is at buf[off + c] in dtype dt. */
+struct pcu_grad_row {
+  void   *buf;
+  int     dt;
+  int64_t off;
+};
+__device__ __forceinline__ pcu_grad_row pcu_bwd_grad_row(const pcu_flash_bwd_args &a, int v, int64_t p, int64_t r) {
+  const pcu_view &g = v ? a.gv : a.gk;
+  pcu_grad_row o;
+  if (g.buf) {
+    const int64_t hq = a.q.nh, u = a.u0 + p / hq;
+    o.buf = g.buf;
+    o.dt = g.dtype;
+    o.off = pcu_row(g, u / g.ns, u % g.ns, p % hq, r);
+  } else {
+    o.buf = v ? a.dv : a.dk;
+    o.dt = PCU_F32;
+    o.off = (p * a.k.n + r) * (v ? a.v.d : a.k.d);
+  }
+  return o;
+}
+/* Elements c, c+1 of such a row (c even; the host's even row starts make the pair 4- or
+ * 8-byte aligned in every dtype, the workspace's d being even where a kernel stores pairs). */
+__device__ __forceinline__ void pcu_store_pair(const pcu_grad_row &o, int64_t c, float x0, float x1) {
+  if (o.dt == PCU_F32) {
+    *(float2 *)((float *)o.buf + o.off + c) = make_float2(x0, x1);
+  } else {
+    const uint32_t lo = o.dt == PCU_F16 ? pcu_f32_to_f16(x0) : pcu_f32_to_bf16(x0);
+    const uint32_t hi = o.dt == PCU_F16 ? pcu_f32_to_f16(x1) : pcu_f32_to_bf16(x1);
+    *(uint32_t *)((uint16_t *)o.buf + o.off + c) = lo | (hi << 16);
+  }
+}
+
 /* cp.async (sm_80 and newer), shared by the flash kernels: 16 bytes global -> shared at the
  * shared-space address dst, the first `bytes` read and the rest zero-filled (0: src not
  * read); commit a group; wait until at most N committed groups are in flight. On older

@@ -23,7 +23,8 @@
  * Shared memory: K, V, Q, dO as [row][D + 4], P and dS as [query][BN + 4]; every product reads
  * float4s (or float2s) that are either broadcast or consecutive across a warp's lanes, or (S and
  * dP in phase 1) 16 rows whose float4s fall in distinct bank quads.
- * At the end dK * scale and dV go to the workspaces [nu][hq][nk][d] for every key row < nk.
+ * At the end dK * scale and dV go to the workspaces [nu][hq][nk][d] (or, without GQA, straight
+ * to the gradients: pcu_bwd_grad_row) for every key row < nk.
  * Parallel to kernels_cl/attention_backward.cl, which owns key rows and query rows in two
  * passes instead (no atomics there). */
 #include "common.cuh"
@@ -217,14 +218,14 @@ __global__ void __launch_bounds__(BWD_FMA_THREADS) k_flash_bwd(pcu_flash_bwd_arg
   for (int u = 0; u < C::U; u++) {
     const int j = j0 + warp * C::U + u;
     if (j >= nk) continue;
-    float *rk = a.dk + ((int64_t)plane * nk + j) * dk, *rv = a.dv + ((int64_t)plane * nk + j) * dv;
+    const pcu_grad_row rk = pcu_bwd_grad_row(a, 0, plane, j), rv = pcu_bwd_grad_row(a, 1, plane, j);
 #pragma unroll
     for (int w = 0; w < C::W; w++)
 #pragma unroll
       for (int v = 0; v < C::VW; v++) {
         const int c = (w * 32 + lane) * C::VW + v;
-        if (c < dk) rk[c] = a.scale * gk[u][w * C::VW + v];
-        if (c < dv) rv[c] = gv[u][w * C::VW + v];
+        if (c < dk) pcu_store(rk.buf, rk.dt, rk.off + c, a.scale * gk[u][w * C::VW + v]);
+        if (c < dv) pcu_store(rv.buf, rv.dt, rv.off + c, gv[u][w * C::VW + v]);
       }
   }
 }

@@ -25,7 +25,8 @@
  *     (16-row tiles x column groups), scaled and added to the f32 dQ workspace with
  *     red.global.add.f32 (red.global.add.v2.f32 on sm_90 when dk is even).
  *   - At the end, dK*scale and dV of rows < nk go to the f32 workspaces [nu][hq][nk][d]
- *     (per query head: pcu_scatter sums the group).
+ *     (per query head: pcu_scatter sums the group), or without GQA straight to the gradients
+ *     (pcu_bwd_grad_row).
  *
  * D = 256 (SPL = 2): 16 key rows x 256 columns of dK and dV would be 256 accumulator registers
  * per thread, so the two warps 2p, 2p+1 of a pair share key rows 16p .. 16p+15 (BN = 8*NW) and
@@ -489,7 +490,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
     pcu_cp_wait<0>(); /* nothing left in flight (only empty groups can remain) */
   }
 
-  /* dK = scale * dS^T Q and dV of the warp's keys (< nk), f32 [nu][hq][nk][d]; zeros where no
+  /* dK = scale * dS^T Q and dV of the warp's keys (< nk) (pcu_bwd_grad_row); zeros where no
    * query row sees them. The plane decoded again from a fresh read of ctaid (volatile, so not
    * merged with the first): nothing of it stays live through the loop. */
   int64_t plane2;
@@ -503,14 +504,14 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) k_flash_mma_bwd(pcu_flash
   for (int h = 0; h < 2; h++) {
     const int r = wk2 + g + 8 * h;
     if (r >= nk) continue;
-    float *rk = a.dk + (plane2 * nk + r) * (int64_t)ndk, *rv = a.dv + (plane2 * nk + r) * (int64_t)ndv;
+    const pcu_grad_row rk = pcu_bwd_grad_row(a, 0, plane2, r), rv = pcu_bwd_grad_row(a, 1, plane2, r);
 #pragma unroll
     for (int n = 0; n < DT; n++)
 #pragma unroll
       for (int e = 0; e < 2; e++) {
         const int c = cb + n * 8 + 2 * t + e;
-        if (c < ndk) rk[c] = a.scale * dka[n][2 * h + e];
-        if (c < ndv) rv[c] = dva[n][2 * h + e];
+        if (c < ndk) pcu_store(rk.buf, rk.dt, rk.off + c, a.scale * dka[n][2 * h + e]);
+        if (c < ndv) pcu_store(rv.buf, rv.dt, rv.off + c, dva[n][2 * h + e]);
       }
   }
 #endif

@@ -250,17 +250,17 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     }
   }
 
-  /* dK * scale and dV of this warp's keys to the workspaces */
+  /* dK * scale and dV of this warp's keys, to the workspaces or the gradients */
   const int key0 = k0 + cw * 64 + w4 * 16;
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int key = key0 + g + 8 * h;
     if (key >= nk) continue;
-    float *pk = a.dk + (plane * nk + key) * D + 2 * t, *pv = a.dv + (plane * nk + key) * D + 2 * t;
+    const pcu_grad_row ok = pcu_bwd_grad_row(a, 0, plane, key), ov = pcu_bwd_grad_row(a, 1, plane, key);
 #pragma unroll
     for (int n = 0; n < D / 8; n++) {
-      *(float2 *)(pk + 8 * n) = make_float2(dk[4 * n + 2 * h] * a.scale, dk[4 * n + 2 * h + 1] * a.scale);
-      *(float2 *)(pv + 8 * n) = make_float2(dv[4 * n + 2 * h], dv[4 * n + 2 * h + 1]);
+      pcu_store_pair(ok, 8 * n + 2 * t, dk[4 * n + 2 * h] * a.scale, dk[4 * n + 2 * h + 1] * a.scale);
+      pcu_store_pair(ov, 8 * n + 2 * t, dv[4 * n + 2 * h], dv[4 * n + 2 * h + 1]);
     }
   }
 #else

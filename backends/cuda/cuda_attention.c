@@ -304,18 +304,33 @@ done:
   return s;
 }
 
+/* Whether a fused backward kernel may write gradient view g itself (pcu_bwd_grad_row): every
+ * row start on an even element, so element pairs are 4- or 8-byte aligned. */
+static int grad_direct(const pattn_view *g) {
+  const size_t esize = g->dtype == PATTN_F32 ? 4 : 2;
+  return ((uintptr_t)g->buf % (2 * esize)) == 0 && g->offset % 2 == 0 && g->sn % 2 == 0 && g->sh % 2 == 0 &&
+         g->ss % 2 == 0 && g->sb % 2 == 0;
+}
+
 /* Fused backward, on tensor cores (mma != 0: flash_wgmma_bwd.cu where it applies, else
  * flash_mma_bwd.cu) or in f32 FMA (flash_bwd.cu):
- * D = rowdot(dout, out), the kernel accumulates dQ (atomically) and writes dK, dV per query
- * head into f32 workspaces, pcu_scatter converts them to the gradients' views (summing dK, dV
- * over each GQA group). O(n) workspace per unit; chunked over units like the cuBLAS path. */
+ * D = rowdot(dout, out), the kernel accumulates dQ (atomically) into an f32 workspace and
+ * writes dK, dV: without GQA straight to the gradients' views, else per query head into f32
+ * workspaces; pcu_scatter converts the workspaces to the gradients' views (summing dK, dV over
+ * each GQA group). O(n) workspace per unit; chunked over units like the cuBLAS path. */
 static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pattn_attn_bwd_args *a, pcu_flash_bwd_args *f,
                                    int mma) {
   const pattn_view *q = &a->q, *k = &a->k, *v = &a->v;
   const int64_t U = q->nb * q->ns, H = q->nh, group = q->nh / k->nh;
   const int64_t nq = q->n, nk = k->n, dk = q->d, dv = v->d;
-  const size_t fq = (size_t)(H * nq * dk), fk = (size_t)(H * nk * dk), fv = (size_t)(H * nk * dv), fr = (size_t)(H * nq);
-  /* dQ dK dV D; dQ first (float2 atomics want it 8-byte aligned) */
+  const int direct = group == 1 && grad_direct(&a->dk) && grad_direct(&a->dv);
+  const size_t fq = (size_t)(H * nq * dk), fr = (size_t)(H * nq);
+  const size_t fk = direct ? 0 : (size_t)(H * nk * dk), fv = direct ? 0 : (size_t)(H * nk * dv);
+  if (direct) {
+    f->gk = cuda_view(&a->dk);
+    f->gv = cuda_view(&a->dv);
+  }
+  /* dQ [dK dV] D; dQ first (float2 atomics want it 8-byte aligned) */
   const size_t per = fq + fk + fv + fr;
   const int64_t nu = chunk_units(U, per);
   const size_t bytes = (size_t)nu * per * sizeof(float) + 256;
@@ -335,7 +350,8 @@ static pattn_status fused_backward(pattn_context *ctx, cuda_state *st, const pat
     if (mma && r == (int)cudaErrorNotSupported) r = pcu_flash_mma_backward(st->stream, f, st->cc, st->smem_optin);
     e = (cudaError_t)r;
     if (e) { s = cuda_fail(ctx, e, mma ? "attention backward (fused, tensor cores)" : "attention backward (fused)"); break; }
-    e = store_grads(st, a, dQf, dKf, dVf, u0, cu, group);
+    e = direct ? (cudaError_t)pcu_scatter(st->stream, cuda_view(&a->dq), dQf, u0, cu, 1, 1.0f)
+               : store_grads(st, a, dQf, dKf, dVf, u0, cu, group);
     if (e) { s = cuda_fail(ctx, e, "attention backward: store"); break; }
   }
   cuda_ws_free(ctx, ws, bytes);

@@ -120,6 +120,8 @@ typedef struct pcu_flash_bwd_args {
   const float *delta;          /* D = rowdot(dout, out): [nu][hq][nq] (pcu_rowdot) */
   float       *dq;             /* [nu][hq][nq][dk], zeroed by the caller (accumulated atomically) */
   float       *dk, *dv;        /* [nu][hq][nk][dk], [nu][hq][nk][dv], every element written */
+  pcu_view     gk, gv;         /* where .buf is set (no GQA; every row start on an even element):
+                                  dK and dV go straight to these views instead of dk and dv */
   int64_t      u0, nu;
   float        scale;
   int          causal;
