@@ -53,9 +53,16 @@ __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 /* Named barrier `id` (0 is __syncthreads') of `count` threads. */
 __device__ __forceinline__ void bar_sync(int id, int count) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory"); }
-/* Four 8x8 16-bit matrices, transposed, to shared memory: register i of the lanes holds matrix
- * i in the accumulator layout (lane l: row l/4, columns 2(l%4), +1); lane 8i + r gives the
- * address of row r of the stored matrix i, which is column r of the held one. */
+/* Four 8x8 16-bit matrices to shared memory: register i of the lanes holds matrix i in the
+ * accumulator layout (lane l: row l/4, columns 2(l%4), +1); lane 8i + r gives the address of
+ * row r of matrix i. */
+__device__ __forceinline__ void stsm_x4(uint32_t addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]), "r"(r[2]),
+               "r"(r[3])
+               : "memory");
+}
+/* The same transposed: lane 8i + r gives the address of row r of the stored matrix i, which
+ * is column r of the held one. */
 __device__ __forceinline__ void stsm_x4_trans(uint32_t addr, const uint32_t (&r)[4]) {
   asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r[0]), "r"(r[1]),
                "r"(r[2]), "r"(r[3])
@@ -102,9 +109,11 @@ template <int R> __device__ __forceinline__ void regs_inc() { asm volatile("setm
 
 #define PCU_WG_D8(d, b) "+f"(d[(b) + 0]), "+f"(d[(b) + 1]), "+f"(d[(b) + 2]), "+f"(d[(b) + 3]), "+f"(d[(b) + 4]), \
   "+f"(d[(b) + 5]), "+f"(d[(b) + 6]), "+f"(d[(b) + 7])
+#define PCU_WG_D16(d) PCU_WG_D8(d, 0), PCU_WG_D8(d, 8)
 #define PCU_WG_D32(d, b) PCU_WG_D8(d, b), PCU_WG_D8(d, (b) + 8), PCU_WG_D8(d, (b) + 16), PCU_WG_D8(d, (b) + 24)
 #define PCU_WG_D64(d) PCU_WG_D32(d, 0), PCU_WG_D32(d, 32)
 #define PCU_WG_D128(d) PCU_WG_D64(d), PCU_WG_D32(d, 64), PCU_WG_D32(d, 96)
+#define PCU_WG_ACC16 "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15" "}"
 #define PCU_WG_ACC32 "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
   "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" "}"
 #define PCU_WG_ACC64 "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
@@ -125,19 +134,21 @@ template <int R> __device__ __forceinline__ void regs_inc() { asm volatile("setm
 template <int N, bool BF16> __device__ __forceinline__ void mma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
 /* The same with B (16 x N at descriptor db) MN-major. */
 template <int N, bool BF16> __device__ __forceinline__ void mma_ss_mn(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
+/* The same with A and B both MN-major. */
+template <int N, bool BF16> __device__ __forceinline__ void mma_ss_tt(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
 /* d (64 x N, f32) += A (64 x 16 in registers a) * B (16 x N at descriptor db, MN-major). */
 template <int N, bool BF16> __device__ __forceinline__ void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db);
 
 /* One specialization per (N, type): the accumulator operands %0 .. %(N/2-1) (ACC, OUT), then
  * A (descriptor, or four registers), B's descriptor and the scale-d flag at the numbers given. */
-#define PCU_WG_SS_AS(FN, TB, N, BF, TY, ACC, OUT, IA, IB, IP)                                                   \
+#define PCU_WG_SS_AS(FN, TA, TB, N, BF, TY, ACC, OUT, IA, IB, IP)                                                   \
   template <> __device__ __forceinline__ void FN<N, BF>(float (&d)[N / 2], uint64_t da, uint64_t db, int acc) {   \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                            \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " ACC ", %" IA ", %" IB          \
-                 ", p, 1, 1, 0, " #TB ";\n}\n"                                                                  \
+                 ", p, 1, 1, " #TA ", " #TB ";\n}\n"                                                                  \
                  : OUT(d) : "l"(da), "l"(db), "r"(acc));                                                      \
   }
-#define PCU_WG_SS(...) PCU_WG_SS_AS(mma_ss, 0, __VA_ARGS__)
+#define PCU_WG_SS(...) PCU_WG_SS_AS(mma_ss, 0, 0, __VA_ARGS__)
 #define PCU_WG_RS(N, BF, TY, ACC, OUT, IA, IB, IP)                                                                  \
   template <> __device__ __forceinline__ void mma_rs<N, BF>(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db) { \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                                 \
@@ -146,12 +157,18 @@ template <int N, bool BF16> __device__ __forceinline__ void mma_rs(float (&d)[N 
                  : OUT(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));                          \
   }
 #define PCU_WG_OUT32(d) PCU_WG_D32(d, 0)
+PCU_WG_SS(32, true, "bf16", PCU_WG_ACC16, PCU_WG_D16, "16", "17", "18")
+PCU_WG_SS(32, false, "f16", PCU_WG_ACC16, PCU_WG_D16, "16", "17", "18")
 PCU_WG_SS(64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
 PCU_WG_SS(64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
 PCU_WG_SS(128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
 PCU_WG_SS(128, false, "f16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
-PCU_WG_SS_AS(mma_ss_mn, 1, 64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
-PCU_WG_SS_AS(mma_ss_mn, 1, 64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
+PCU_WG_SS_AS(mma_ss_mn, 0, 1, 64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
+PCU_WG_SS_AS(mma_ss_mn, 0, 1, 64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
+PCU_WG_SS_AS(mma_ss_mn, 0, 1, 128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
+PCU_WG_SS_AS(mma_ss_mn, 0, 1, 128, false, "f16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
+PCU_WG_SS_AS(mma_ss_tt, 1, 1, 128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
+PCU_WG_SS_AS(mma_ss_tt, 1, 1, 128, false, "f16", PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
 PCU_WG_RS(64, true, "bf16", PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
 PCU_WG_RS(64, false, "f16", PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
 PCU_WG_RS(128, true, "bf16", PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")

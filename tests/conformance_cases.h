@@ -121,6 +121,7 @@ static const conf_case backward_bases[] = {
   {ATT(1, 2, 2, 50, 50, 64, 64), .scale = 0.2f},
   {ATT(1, 2, 2, 70, 90, 256, 256), .causal = 1},                       /* padded D = 256 */
   {ATT(1, 4, 2, 64, 64, 256, 200)},                                    /* D = 256, GQA, dk != dv */
+  {ATT(1, 4, 2, 130, 200, 256, 256)},                                  /* D = 256, GQA, several tiles */
 };
 
 /* ---- dilated: b, h, n, d, segments/rates ---- */
