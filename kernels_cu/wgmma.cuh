@@ -176,6 +176,29 @@ PCU_WG_RS(128, false, "f16", PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "
 PCU_WG_RS(256, true, "bf16", PCU_WG_ACC128, PCU_WG_D128, "{%128, %129, %130, %131}", "132", "133")
 PCU_WG_RS(256, false, "f16", PCU_WG_ACC128, PCU_WG_D128, "{%128, %129, %130, %131}", "132", "133")
 
+/* tf32 (f32 bit patterns, of which the tensor cores read the top 19 bits): d (64 x N, f32)
+ * = (acc ? d : 0) + A (64 x 8, K-major, at da) * B (8 x N, K-major, at db); and d += A (64 x 8
+ * in registers: a0 = row g, column t; a1 = row g + 8, column t; a2, a3 the same at column
+ * t + 4) * B. tf32 operands in shared memory are K-major only (no transpose). */
+template <int N> __device__ __forceinline__ void mma_tf32_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
+template <int N> __device__ __forceinline__ void mma_tf32_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db);
+#define PCU_WG_TF_SS(N, ACC, OUT, IA, IB, IP)                                                                  \
+  template <> __device__ __forceinline__ void mma_tf32_ss<N>(float (&d)[N / 2], uint64_t da, uint64_t db, int acc) { \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                            \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k8.f32.tf32.tf32 " ACC ", %" IA ", %" IB ", p, 1, 1;\n}\n" \
+                 : OUT(d) : "l"(da), "l"(db), "r"(acc));                                                      \
+  }
+#define PCU_WG_TF_RS(N, ACC, OUT, IA, IB, IP)                                                                             \
+  template <> __device__ __forceinline__ void mma_tf32_rs<N>(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db) {    \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                                       \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k8.f32.tf32.tf32 " ACC ", " IA ", %" IB ", p, 1, 1;\n}\n"           \
+                 : OUT(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));                                 \
+  }
+PCU_WG_TF_SS(64, PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
+PCU_WG_TF_SS(128, PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
+PCU_WG_TF_RS(64, PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
+PCU_WG_TF_RS(128, PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")
+
 } /* namespace pcu_wgmma_ops */
 #endif /* PCU_WGMMA_DEVICE */
 

@@ -1,0 +1,393 @@
+/* f32 attention in TF32 precision (PATTN_PRECISION_TF32) on Hopper's warpgroup tensor-core
+ * instructions (wgmma, sm_90a): the semantics of flash_tf32.cu's TF32 mode (strided views, GQA,
+ * causal with any offset, lse, out_scale, nq != nk) for the case it serves faster on an
+ * H100/H200: no mask, equal head dims of 64 or 128, f32 q, k, v with 16-byte aligned rows.
+ * Everything else stays with flash_tf32.cu (the host returns cudaErrorNotSupported).
+ *
+ * The block layout of flash_wgmma.cu (three warpgroups, BM = 128 query rows of one
+ * (batch, segment, head), persistent blocks without causal masking), with two differences that
+ * tf32 operands impose: wgmma reads tf32 from shared memory only K-major, and only the top 19
+ * bits of each f32 (truncation), where SPEC.md's TF32 row is met with round-to-nearest.
+ *   - Warpgroup 0 loads K and V with ordinary loads, rounds them to tf32 (cvt.rna) and stores
+ *     them in the 128-byte swizzle layout (boxes of 32 f32 columns): K as [BN][D], V transposed
+ *     as V^T [D][BN] (the K-major B operand of P V). Warps 0-1 fill the K stages, warps 2-3
+ *     the V stages; each thread fences its stores to the async proxy and arrives on the
+ *     stage's full barrier.
+ *   - Warpgroups 1 and 2 each load, round and store their 64 rows of Q per work item, then
+ *     run flash_wgmma.cu's loop: S = Q K^T (m64nBNk8), the online softmax, O += P V with P
+ *     from registers (m64nDk8).
+ *   - P from the accumulator as the A operand: a lane holds scores of keys 8j + 2t and
+ *     8j + 2t + 1, where the A fragment wants k-slots t and t + 4. So V^T's keys are permuted
+ *     inside each group of 8: key 2s sits at slot s, key 2s + 1 at slot s + 4.
+ * Grid: as flash_wgmma.cu. */
+#include "mma.cuh"
+#include "wgmma.cuh"
+
+namespace pcu_wgt {
+
+#if PCU_WGMMA_DEVICE
+using namespace pcu_mma_ops;
+using namespace pcu_wgmma_ops;
+#endif
+
+/* D: head dim; BN keys per kv tile; two stages each of K and V. */
+template <int D_, int BN_> struct Cfg {
+  static constexpr int D = D_, BN = BN_, ST = 2;
+  static constexpr int THREADS = 384, BM = 128; /* a loader and two consumer warpgroups */
+  static constexpr int Q_BYTES = BM * D * 4, KV_BYTES = BN * D * 4;
+  /* + 1024: the swizzle pattern needs 1024-byte aligned tiles */
+  static constexpr size_t SMEM = 1024 + (size_t)Q_BYTES + 2 * ST * (size_t)KV_BYTES;
+  static_assert(D % 32 == 0 && BN % 32 == 0 && (BN * D / 4) % (64 * 8) == 0, "tile shape");
+};
+
+#if PCU_WGMMA_DEVICE
+/* Byte offset of element (r, c) of a tile of `rows` rows stored as boxes of 32 f32 columns in
+ * the 128-byte swizzle layout. */
+__device__ __forceinline__ uint32_t sw_off(int r, int c, int rows) {
+  return (uint32_t)((c >> 5) * rows * 128 + r * 128 + ((((c & 31) >> 2) ^ (r & 7)) << 4) + (c & 3) * 4);
+}
+__device__ __forceinline__ float rna(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return __uint_as_float(r);
+}
+__device__ __forceinline__ void st_shared4(uint32_t addr, float a, float b, float c, float d) {
+  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+}
+/* Row `row` of view v (< n), 4 columns from c (16-byte aligned), or zeros past n. */
+__device__ __forceinline__ float4 ld_row4(const pcu_view &v, int64_t base, int row, int n, int c) {
+  if (row >= n) return make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  return __ldg((const float4 *)((const float *)v.buf + base + (int64_t)row * v.sn + c));
+}
+#endif
+
+template <class C>
+__global__ void __launch_bounds__(C::THREADS, 1)
+    k_flash_wgmma_tf32(pcu_flash_args a, int nqt, int nwork, int off, int flags) {
+#if PCU_WGMMA_DEVICE
+  constexpr int D = C::D, BN = C::BN, BM = C::BM, ST = C::ST;
+  extern __shared__ __align__(128) uint8_t smem_wt[];
+  __shared__ __align__(8) uint64_t bars[4 * ST];
+  const uint32_t sQ = (smem_addr(smem_wt) + 1023u) & ~1023u, sK = sQ + C::Q_BYTES, sV = sK + ST * C::KV_BYTES;
+  /* barriers per stage: K full, K empty, V full, V empty */
+  const uint32_t b0 = smem_addr(&bars[0]);
+  auto bar = [&](int kind, int st) { return b0 + 8u * (uint32_t)(kind * ST + st); };
+  enum { KF, KE, VF, VE };
+  const int tid = threadIdx.x, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0);
+  const int nq = (int)a.q.n, nk = (int)a.k.n;
+  const bool causal = a.causal != 0;
+  auto tiles_of = [&](const pcu_flash_tile_t<int> &tile) {
+    const int q0 = tile.qt * BM;
+    const int kend = causal ? min(nk, max(0, min(q0 + BM, nq) + off)) : nk;
+    return (kend + BN - 1) / BN;
+  };
+
+  if (tid == 0) {
+    for (int st = 0; st < ST; st++) {
+      mbar_init(bar(KF, st), 64);
+      mbar_init(bar(KE, st), 256);
+      mbar_init(bar(VF, st), 64);
+      mbar_init(bar(VE, st), 256);
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (wg == 0) { /* the loader: warps 0-1 K, warps 2-3 V */
+    const bool isv = tid >= 64;
+    const int lt = tid & 63;
+    const pcu_view &src = isv ? a.v : a.k;
+    const uint32_t base = isv ? sV : sK;
+    const int full = isv ? VF : KF, empty = isv ? VE : KE;
+    /* float4 per row; loads in flight per thread (at most two round trips to L2 a tile) */
+    constexpr int C4 = D / 4, U = BN * C4 / 64 < 16 ? BN * C4 / 64 : 16;
+    int it = 0;
+    for (int w = blockIdx.x; w < nwork; w += gridDim.x) {
+      const pcu_flash_tile_t<int> tile = pcu_flash_tile_of<int>(a, nqt, w);
+      const int ntiles = tiles_of(tile);
+      const int64_t rbase = pcu_row(src, tile.ib, tile.is, tile.kh, 0);
+      for (int j = 0; j < ntiles; j++, it++) {
+        const int st = it % ST;
+        mbar_wait(bar(empty, st), ((uint32_t)(it / ST) & 1u) ^ 1u);
+        const uint32_t dst = base + (uint32_t)(st * C::KV_BYTES);
+        if (!isv) { /* K: lanes along the row (16-byte stores, one row of each box per warp) */
+          for (int i0 = 0; i0 < BN * C4; i0 += 64 * U) {
+            float4 x[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+              const int i = i0 + u * 64 + lt;
+              x[u] = ld_row4(src, rbase, j * BN + i / C4, nk, (i % C4) * 4);
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+              const int i = i0 + u * 64 + lt, r = i / C4, c = (i % C4) * 4;
+              st_shared4(dst + sw_off(r, c, BN), rna(x[u].x), rna(x[u].y), rna(x[u].z), rna(x[u].w));
+            }
+          }
+        } else {
+          /* V^T: a lane loads keys 8kb + p + 2m (m = 0..3) at four columns 4cq.. of V, which
+           * are slots 8kb + 4p + m of V^T (the permutation), and stores each column as one
+           * 16-byte chunk of row 4cq + e. A warp's task is 32 keys (kb: 4 blocks of 8) by 16
+           * columns (cq: 4 quads); the 8 lanes of a quarter-warp store 8 different chunks. */
+          const int wv = lt >> 5, p = lane & 1, kq = (lane >> 1) & 3, cl = lane >> 3;
+          constexpr int NT = (BN / 32) * (D / 16), TB = NT / 2 < 4 ? NT / 2 : 4; /* tasks; per batch */
+          static_assert(NT % (2 * TB) == 0, "V tasks per warp");
+          for (int t0 = 0; t0 < NT; t0 += 2 * TB) {
+            float4 x[TB][4];
+#pragma unroll
+            for (int u = 0; u < TB; u++) {
+              const int task = t0 + 2 * u + wv, kb = (task % (BN / 32)) * 4 + kq, cq = (task / (BN / 32)) * 4 + cl;
+#pragma unroll
+              for (int m = 0; m < 4; m++) x[u][m] = ld_row4(src, rbase, j * BN + 8 * kb + 2 * m + p, nk, 4 * cq);
+            }
+#pragma unroll
+            for (int u = 0; u < TB; u++) {
+              const int task = t0 + 2 * u + wv, kb = (task % (BN / 32)) * 4 + kq, cq = (task / (BN / 32)) * 4 + cl;
+              st_shared4(dst + sw_off(4 * cq + 0, 8 * kb + 4 * p, D), rna(x[u][0].x), rna(x[u][1].x), rna(x[u][2].x), rna(x[u][3].x));
+              st_shared4(dst + sw_off(4 * cq + 1, 8 * kb + 4 * p, D), rna(x[u][0].y), rna(x[u][1].y), rna(x[u][2].y), rna(x[u][3].y));
+              st_shared4(dst + sw_off(4 * cq + 2, 8 * kb + 4 * p, D), rna(x[u][0].z), rna(x[u][1].z), rna(x[u][2].z), rna(x[u][3].z));
+              st_shared4(dst + sw_off(4 * cq + 3, 8 * kb + 4 * p, D), rna(x[u][0].w), rna(x[u][1].w), rna(x[u][2].w), rna(x[u][3].w));
+            }
+          }
+        }
+        fence_proxy_async();
+        mbar_arrive(bar(full, st));
+      }
+    }
+    return;
+  }
+
+  const int cw = wg - 1, w4 = (tid >> 5) & 3, ct = tid & 127;
+  const float u = a.scale * PCU_LOG2E;
+  /* Q: this warpgroup's 64 rows of each 32-column box; a k8 step is 32 bytes inside the
+   * 128-byte row, then the next box (descriptor units: >> 4) */
+  const uint64_t dq = desc_sw128(sQ + (uint32_t)(cw * 64 * 128), 16, 1024);
+  int it = 0;
+  for (int w = blockIdx.x; w < nwork; w += gridDim.x) {
+    const pcu_flash_tile_t<int> tile = pcu_flash_tile_of<int>(a, nqt, w);
+    const int ih = tile.ih, is = tile.is, ib = tile.ib;
+    const int ntiles = tiles_of(tile);
+    const int wrow = tile.qt * BM + cw * 64 + w4 * 16; /* the warp's first row */
+
+    float o[D / 2], m[2], l[2];
+    m[0] = m[1] = -PCU_INF;
+    l[0] = l[1] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
+
+    if (ntiles > 0) {
+      { /* this warpgroup's Q rows, rounded to tf32 (the previous item's products are done) */
+        const int q0 = tile.qt * BM + cw * 64;
+        const int64_t qb = pcu_row(a.q, ib, is, ih, 0);
+        constexpr int C4 = D / 4, QU = 64 * C4 / 128;
+        float4 x[QU];
+#pragma unroll
+        for (int u = 0; u < QU; u++) x[u] = ld_row4(a.q, qb, q0 + (ct + 128 * u) / C4, nq, ((ct + 128 * u) % C4) * 4);
+#pragma unroll
+        for (int u = 0; u < QU; u++) {
+          const int i = ct + 128 * u, r = i / C4, c = (i % C4) * 4;
+          st_shared4(sQ + sw_off(cw * 64 + r, c, BM), rna(x[u].x), rna(x[u].y), rna(x[u].z), rna(x[u].w));
+        }
+        fence_proxy_async();
+        bar_sync(1 + cw, 128);
+      }
+      uint32_t pa[BN / 8][4];
+      auto full = [&](int kind, int j) { mbar_wait(bar(kind, (it + j) % ST), (uint32_t)((it + j) / ST) & 1u); };
+      auto release = [&](int kind, int j) { mbar_arrive(bar(kind, (it + j) % ST)); };
+      auto qk = [&](float(&s)[BN / 2], int j) {
+        const uint64_t dk = desc_sw128(sK + (uint32_t)(((it + j) % ST) * C::KV_BYTES), 16, 1024);
+#pragma unroll
+        for (int kk = 0; kk < D / 8; kk++)
+          mma_tf32_ss<BN>(s, dq + (uint64_t)((kk >> 2) * BM * 8 + (kk & 3) * 2), dk + (uint64_t)((kk >> 2) * BN * 8 + (kk & 3) * 2), kk);
+        commit();
+      };
+      auto pv = [&](int j) {
+        const uint64_t dv = desc_sw128(sV + (uint32_t)(((it + j) % ST) * C::KV_BYTES), 16, 1024);
+#pragma unroll
+        for (int kk = 0; kk < BN / 8; kk++) mma_tf32_rs<D>(o, pa[kk], dv + (uint64_t)((kk >> 2) * D * 8 + (kk & 3) * 2));
+        commit();
+      };
+      auto softmax = [&](float(&s)[BN / 2], int j, float(&alpha)[2]) {
+        const int k0 = j * BN;
+        if (k0 + BN > nk || (causal && k0 + BN - 1 > wrow + off)) {
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int i = wrow + g + 8 * h, last = causal ? min(nk - 1, i + off) : nk - 1;
+#pragma unroll
+            for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+              for (int e = 0; e < 2; e++)
+                if (k0 + n * 8 + 2 * t + e > last) s[4 * n + 2 * h + e] = -PCU_INF;
+          }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          float mx = m[h];
+#pragma unroll
+          for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * h], s[4 * n + 2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mu = mx == -PCU_INF ? 0.0f : mx * u;
+          alpha[h] = ex2(fmaf(m[h], u, -mu));
+          m[h] = mx;
+          float sum = 0.0f;
+#pragma unroll
+          for (int n = 0; n < BN / 8; n++) {
+            const float p0 = ex2(fmaf(s[4 * n + 2 * h], u, -mu)), p1 = ex2(fmaf(s[4 * n + 2 * h + 1], u, -mu));
+            s[4 * n + 2 * h] = p0;
+            s[4 * n + 2 * h + 1] = p1;
+            sum += p0 + p1;
+          }
+          l[h] = l[h] * alpha[h] + sum;
+        }
+      };
+      /* k8 step kk: slots t and t + 4 hold keys 8kk + 2t and 8kk + 2t + 1 (V^T's permutation) */
+      auto pack = [&](const float(&s)[BN / 2]) {
+#pragma unroll
+        for (int kk = 0; kk < BN / 8; kk++) {
+          pa[kk][0] = __float_as_uint(rna(s[4 * kk + 0]));
+          pa[kk][1] = __float_as_uint(rna(s[4 * kk + 2]));
+          pa[kk][2] = __float_as_uint(rna(s[4 * kk + 1]));
+          pa[kk][3] = __float_as_uint(rna(s[4 * kk + 3]));
+        }
+      };
+
+      {
+        float s[BN / 2], alpha[2];
+        full(KF, 0);
+        fence();
+        qk(s, 0);
+        wait<0>();
+        pin(s);
+        release(KE, 0);
+        softmax(s, 0, alpha);
+        pack(s);
+      }
+      for (int j = 1; j < ntiles; j++) {
+        float s[BN / 2], alpha[2];
+        full(KF, j);
+        full(VF, j - 1);
+        pin(o);
+        fence();
+        qk(s, j);
+        pv(j - 1);
+        wait<1>();
+        pin(s);
+        release(KE, j);
+        softmax(s, j, alpha);
+        wait<0>();
+        pin(o);
+        release(VE, j - 1);
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+          o[4 * n] *= alpha[0];
+          o[4 * n + 1] *= alpha[0];
+          o[4 * n + 2] *= alpha[1];
+          o[4 * n + 3] *= alpha[1];
+        }
+        pack(s);
+      }
+      full(VF, ntiles - 1);
+      pin(o);
+      fence();
+      pv(ntiles - 1);
+      wait<0>();
+      pin(o);
+      release(VE, ntiles - 1);
+      it += ntiles;
+      bar_sync(1 + cw, 128); /* every warp's products that read Q are done before the next item's Q */
+    }
+
+    const bool vout = flags & 1;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      float lt = l[h];
+      lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+      lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+      const int i = wrow + g + 8 * h;
+      if (i >= nq) continue;
+      const float inv = lt > 0.0f ? a.out_scale / lt : 0.0f;
+      const int64_t r = pcu_row(a.out, ib, is, ih, i);
+#pragma unroll
+      for (int n = 0; n < D / 8; n++) {
+        const int col = n * 8 + 2 * t;
+        const float x0 = o[4 * n + 2 * h] * inv, x1 = o[4 * n + 2 * h + 1] * inv;
+        if (vout) {
+          *(float2 *)((float *)a.out.buf + r + col) = make_float2(x0, x1);
+        } else {
+          pcu_store(a.out.buf, a.out.dtype, r + col, x0);
+          pcu_store(a.out.buf, a.out.dtype, r + col + 1, x1);
+        }
+      }
+      if (a.lse.buf && t == 0)
+        pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), lt > 0.0f ? m[h] * a.scale + logf(lt) : -PCU_INF);
+    }
+  }
+#else
+  (void)a; (void)nqt; (void)nwork; (void)off; (void)flags;
+#endif
+}
+
+} /* namespace pcu_wgt */
+
+/* The variants (D, BN), one per head dim. One list feeds the host table and, under NVRTC, the
+ * explicit instantiations (common.cuh, "Under NVRTC"). */
+#define WGT_VARIANTS(X) \
+  X(64, 64)             \
+  X(128, 64)
+
+#ifdef __CUDACC_RTC__
+#define RTC_WGT(D, BN) template __global__ void pcu_wgt::k_flash_wgmma_tf32<pcu_wgt::Cfg<D, BN>>(pcu_flash_args, int, int, int, int);
+WGT_VARIANTS(RTC_WGT)
+#else /* host side */
+
+namespace {
+
+typedef void (*wgt_kernel_fn)(pcu_flash_args, int, int, int, int);
+
+struct wgt_variant {
+  int d;
+  size_t smem;
+  wgt_kernel_fn k;
+};
+
+#define PCU_WGT_ROW(D, BN) {D, pcu_wgt::Cfg<D, BN>::SMEM, pcu_wgt::k_flash_wgmma_tf32<pcu_wgt::Cfg<D, BN>>},
+const wgt_variant wgt_variants[] = {WGT_VARIANTS(PCU_WGT_ROW)};
+
+} /* namespace */
+
+/* cudaErrorNotSupported when this path does not apply (the caller then uses flash_tf32.cu):
+ * not built with sm_90a code, compute capability other than 9.0 or PATTN_CUDA_WGMMA=0
+ * (pcu_wgmma_usable), a block-sparse layout or a mask, q, k or v not f32, head dims other than
+ * 64 or 128 (all three equal), rows of q, k or v not 16-byte aligned, GQA groups not whole, or
+ * lengths and head counts of 2^30 and beyond. */
+extern "C" int pcu_flash_wgmma_tf32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin) {
+#ifndef PCU_WGMMA_BUILT
+  (void)s; (void)a; (void)cc; (void)smem_optin; (void)wgt_variants;
+  return (int)cudaErrorNotSupported;
+#else
+  const int64_t nq = a->q.n, nk = a->k.n, d = a->q.d, lim = (int64_t)1 << 30;
+  if (!pcu_wgmma_usable(cc) || a->layout || a->mask.buf || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 ||
+      a->v.dtype != PCU_F32 || a->k.d != d || a->v.d != d || nq >= lim || nk >= lim || a->k.nh <= 0 ||
+      a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns >= lim || !pcu_rows_aligned(a->q, 4, 16) ||
+      !pcu_rows_aligned(a->k, 4, 16) || !pcu_rows_aligned(a->v, 4, 16))
+    return (int)cudaErrorNotSupported;
+  const wgt_variant *v = NULL;
+  for (size_t i = 0; i < sizeof wgt_variants / sizeof wgt_variants[0]; i++)
+    if (wgt_variants[i].d == d && wgt_variants[i].smem <= smem_optin) v = &wgt_variants[i];
+  if (!v) return (int)cudaErrorNotSupported;
+  const int64_t nqt = (nq + 127) / 128, nwork = nqt * a->q.nh * a->q.ns * a->q.nb;
+  if (nwork <= 0) return 0;
+  if (nwork > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
+  /* as flash_wgmma.cu: persistent blocks without causal masking, a block per item with it */
+  const int64_t blocks = a->causal || a->num_sms <= 0 || nwork < a->num_sms ? nwork : a->num_sms;
+  cudaError_t e = pcu_prepare_smem((const void *)v->k, v->smem);
+  if (e != cudaSuccess) return (int)e;
+  const int64_t off = pcu_clamp_causal(a->causal_offset, nq, nk);
+  const int vout = a->out.dtype == PCU_F32 && pcu_rows_aligned(a->out, 4, 8);
+  v->k<<<(unsigned)blocks, 384, v->smem, s>>>(*a, (int)nqt, (int)nwork, (int)off, vout);
+  return (int)cudaGetLastError();
+#endif
+}
+#endif /* !__CUDACC_RTC__ */
