@@ -159,38 +159,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         commit();
       };
       auto softmax = [&](float(&s)[BN / 2], int j, float(&alpha)[2]) {
-        const int k0 = j * BN;
-        if (k0 + BN > nk || (causal && k0 + BN - 1 > wrow + off)) {
-#pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int i = wrow + g + 8 * h, last = causal ? min(nk - 1, i + off) : nk - 1;
-#pragma unroll
-            for (int n = 0; n < BN / 8; n++)
-#pragma unroll
-              for (int e = 0; e < 2; e++)
-                if (k0 + n * 8 + 2 * t + e > last) s[4 * n + 2 * h + e] = -PCU_INF;
-          }
-        }
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-          float mx = m[h];
-#pragma unroll
-          for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * h], s[4 * n + 2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float mu = mx == -PCU_INF ? 0.0f : mx * u;
-          alpha[h] = ex2(fmaf(m[h], u, -mu));
-          m[h] = mx;
-          float sum = 0.0f;
-#pragma unroll
-          for (int n = 0; n < BN / 8; n++) {
-            const float p0 = ex2(fmaf(s[4 * n + 2 * h], u, -mu)), p1 = ex2(fmaf(s[4 * n + 2 * h + 1], u, -mu));
-            s[4 * n + 2 * h] = p0;
-            s[4 * n + 2 * h + 1] = p1;
-            sum += p0 + p1;
-          }
-          l[h] = l[h] * alpha[h] + sum;
-        }
+        wg_softmax<BN>(s, m, l, alpha, j * BN, nk, wrow, off, causal, u, g, t);
       };
       auto pack = [&](const float(&s)[BN / 2]) {
 #pragma unroll
@@ -233,7 +202,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         wait<0>();
         pin(o);
         release(VE, j - 1);
-#pragma unroll
+    #pragma unroll
         for (int n = 0; n < D / 8; n++) {
           o[4 * n] *= alpha[0];
           o[4 * n + 1] *= alpha[0];

@@ -19,6 +19,8 @@
 
 #include <stdint.h>
 
+#include "mma.cuh"
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define PCU_WGMMA_DEVICE 1
 #else
@@ -198,6 +200,48 @@ PCU_WG_TF_SS(64, PCU_WG_ACC32, PCU_WG_OUT32, "32", "33", "34")
 PCU_WG_TF_SS(128, PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
 PCU_WG_TF_RS(64, PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
 PCU_WG_TF_RS(128, PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")
+
+/* The online softmax of the forward kernels (flash_wgmma.cu, flash_wgmma_tf32.cu) on one kv
+ * tile of BN keys from k0: s is the tile's S = Q K^T accumulator (rows wrow + g and + 8 of the
+ * warp). Where some key of the tile is past nk or causally hidden from a row (j > i + off), its
+ * scores become -inf; then per row h: the new max m[h], alpha[h] = 2^((m_old - m_new) u) for
+ * the output, s becomes P = 2^(s u - m u) and l[h] = l[h] alpha[h] + this lane's sum of P.
+ * u = scale * log2 e; a row with nothing visible yet keeps base 0 (P = 0, never NaN). */
+template <int BN>
+__device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], float (&l)[2], float (&alpha)[2], int k0, int nk,
+                                           int wrow, int off, bool causal, float u, int g, int t) {
+  if (k0 + BN > nk || (causal && k0 + BN - 1 > wrow + off)) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int i = wrow + g + 8 * h, last = causal ? min(nk - 1, i + off) : nk - 1;
+#pragma unroll
+      for (int n = 0; n < BN / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+          if (k0 + n * 8 + 2 * t + e > last) s[4 * n + 2 * h + e] = -PCU_INF;
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    float mx = m[h];
+#pragma unroll
+    for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * h], s[4 * n + 2 * h + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mu = mx == -PCU_INF ? 0.0f : mx * u;
+    alpha[h] = pcu_mma_ops::ex2(fmaf(m[h], u, -mu));
+    m[h] = mx;
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < BN / 8; n++) {
+      const float p0 = pcu_mma_ops::ex2(fmaf(s[4 * n + 2 * h], u, -mu)), p1 = pcu_mma_ops::ex2(fmaf(s[4 * n + 2 * h + 1], u, -mu));
+      s[4 * n + 2 * h] = p0;
+      s[4 * n + 2 * h + 1] = p1;
+      sum += p0 + p1;
+    }
+    l[h] = l[h] * alpha[h] + sum;
+  }
+}
 
 } /* namespace pcu_wgmma_ops */
 #endif /* PCU_WGMMA_DEVICE */
