@@ -191,14 +191,19 @@ static inline int pcu_rows_aligned(const pcu_view &v, int esize, int align) {
          (v.ns <= 1 || v.ss % m == 0) && (v.nb <= 1 || v.sb % m == 0);
 }
 
-/* What both 16-bit tensor-core flash forwards (flash_mma.cu, flash_wgmma.cu) need: dense (no
- * block-sparse layout), q, k and v of one 16-bit dtype, whole GQA groups, and the lengths,
- * query heads and segments their 32-bit index arithmetic holds (each < 2^30). */
+/* What the tensor-core flash forwards with 32-bit index arithmetic (flash_mma.cu,
+ * flash_wgmma.cu, flash_wgmma_tf32.cu) need of the shape: dense (no block-sparse layout),
+ * whole GQA groups, and lengths, query heads and segments each < 2^30. */
+static inline int pcu_flash_tc_shape(const pcu_flash_args *a) {
+  const int64_t lim = (int64_t)1 << 30;
+  return !a->layout && a->q.n < lim && a->k.n < lim && a->k.nh > 0 && a->q.nh % a->k.nh == 0 && a->q.nh < lim &&
+         a->q.ns < lim;
+}
+
+/* The 16-bit ones (flash_mma.cu, flash_wgmma.cu): that shape and q, k, v of one 16-bit dtype. */
 static inline int pcu_flash_tc_args(const pcu_flash_args *a) {
   const int dt = a->q.dtype;
-  const int64_t lim = (int64_t)1 << 30;
-  return !a->layout && (dt == PCU_F16 || dt == PCU_BF16) && a->k.dtype == dt && a->v.dtype == dt && a->q.n < lim &&
-         a->k.n < lim && a->k.nh > 0 && a->q.nh % a->k.nh == 0 && a->q.nh < lim && a->q.ns < lim;
+  return pcu_flash_tc_shape(a) && (dt == PCU_F16 || dt == PCU_BF16) && a->k.dtype == dt && a->v.dtype == dt;
 }
 
 /* The padded head dim of the flash kernels' tables: the smallest power of two >= 32 holding dmax. */
@@ -226,14 +231,15 @@ static inline int64_t pcu_clamp_causal(int64_t off, int64_t nq, int64_t nk) {
   return off < -nq ? -nq : off > nk ? nk : off;
 }
 
-/* A tuning override read on every call (a non-negative index), 0 when unset. */
+/* A tuning override read on every call (a non-negative index), 0 when unset or name is NULL. */
 static inline int pcu_env_index(const char *name) {
-  const char *e = getenv(name);
+  const char *e = name ? getenv(name) : NULL;
   return e && *e >= '0' && *e <= '9' ? atoi(e) : 0;
 }
 
 /* Of the table's rows for padded head dim d (contiguous, in order of preference), the index of
- * the one at $env (a tuning override) if fits(row), else of the first that fits; -1 if none. */
+ * the one at $env (a tuning override; env NULL: none) if fits(row), else of the first that fits; -1
+ * if none. */
 template <class T, class Fits>
 static inline int pcu_pick_variant(const T *tab, int n, int d, const char *env, Fits fits) {
   int first = -1, count = 0;

@@ -37,7 +37,7 @@
  *
  * Host code (variant table, launcher) is one #ifndef __CUDACC_RTC__ block at the end of the
  * file; the variants are listed once, in TF32_VARIANTS (common.cuh, "Under NVRTC"). */
-#include "common.cuh"
+#include "mma.cuh"
 
 template <int D, int BN, int MT, int NW, bool EX> struct Tf32Cfg {
   static constexpr int THREADS = NW * 32;
@@ -57,11 +57,7 @@ template <int D, int BN, int MT, int NW, bool EX> struct Tf32Cfg {
 #define TF_LOG2E 1.4426950408889634
 #define TF_LN2 0.69314718055994531f
 
-__device__ __forceinline__ uint32_t tf_rna(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-  return r;
-}
+__device__ __forceinline__ uint32_t tf_rna(float x) { return pcu_mma_ops::tf32_rna(x); }
 /* x = hi + lo, both tf32; the result of cvt is an f32 bit pattern with the low 13 mantissa
  * bits clear, so x - hi is exact. */
 __device__ __forceinline__ void tf_split(float x, uint32_t &hi, uint32_t &lo) {

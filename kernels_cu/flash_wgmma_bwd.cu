@@ -374,10 +374,10 @@ extern "C" int pcu_flash_wgmma_backward(cudaStream_t s, const pcu_flash_bwd_args
   if (!pcu_wgmma_usable(cc) || (dt != PCU_F16 && dt != PCU_BF16) || a->k.dtype != dt || a->v.dtype != dt || a->dout.dtype != dt ||
       a->k.d != d || a->v.d != d || a->dout.d != d || pcu_bwd_head_dim(a) == 0)
     return (int)cudaErrorNotSupported;
-  const wgb_variant *v = NULL;
-  for (size_t i = 0; i < sizeof wgb_variants / sizeof wgb_variants[0]; i++)
-    if (wgb_variants[i].d == d && wgb_variants[i].smem <= smem_optin) v = &wgb_variants[i];
-  if (!v || (uintptr_t)a->dq % 8 != 0) return (int)cudaErrorNotSupported;
+  const int vi = pcu_pick_variant(wgb_variants, (int)(sizeof wgb_variants / sizeof wgb_variants[0]), (int)d, NULL,
+                                  [&](const wgb_variant &w) { return w.smem <= smem_optin; });
+  if (vi < 0 || (uintptr_t)a->dq % 8 != 0) return (int)cudaErrorNotSupported;
+  const wgb_variant *v = &wgb_variants[vi];
   pcu_tmap tq, tk, tv, tdo;
   if (!pcu_make_tmap(&tq, a->q, v->bm) || !pcu_make_tmap(&tk, a->k, v->bn) || !pcu_make_tmap(&tv, a->v, v->bn) ||
       !pcu_make_tmap(&tdo, a->dout, v->bm))

@@ -46,11 +46,7 @@ template <int D_, int BN_> struct Cfg {
 __device__ __forceinline__ uint32_t sw_off(int r, int c, int rows) {
   return (uint32_t)((c >> 5) * rows * 128 + r * 128 + ((((c & 31) >> 2) ^ (r & 7)) << 4) + (c & 3) * 4);
 }
-__device__ __forceinline__ float rna(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-  return __uint_as_float(r);
-}
+__device__ __forceinline__ float rna(float x) { return __uint_as_float(tf32_rna(x)); }
 __device__ __forceinline__ void st_shared4(uint32_t addr, float a, float b, float c, float d) {
   asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
 }
@@ -336,16 +332,15 @@ extern "C" int pcu_flash_wgmma_tf32_forward(cudaStream_t s, const pcu_flash_args
   (void)s; (void)a; (void)cc; (void)smem_optin; (void)wgt_variants;
   return (int)cudaErrorNotSupported;
 #else
-  const int64_t nq = a->q.n, nk = a->k.n, d = a->q.d, lim = (int64_t)1 << 30;
-  if (!pcu_wgmma_usable(cc) || a->layout || a->mask.buf || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 ||
-      a->v.dtype != PCU_F32 || a->k.d != d || a->v.d != d || nq >= lim || nk >= lim || a->k.nh <= 0 ||
-      a->q.nh % a->k.nh != 0 || a->q.nh >= lim || a->q.ns >= lim || !pcu_rows_aligned(a->q, 4, 16) ||
+  const int64_t nq = a->q.n, nk = a->k.n, d = a->q.d;
+  if (!pcu_wgmma_usable(cc) || !pcu_flash_tc_shape(a) || a->mask.buf || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 ||
+      a->v.dtype != PCU_F32 || a->k.d != d || a->v.d != d || !pcu_rows_aligned(a->q, 4, 16) ||
       !pcu_rows_aligned(a->k, 4, 16) || !pcu_rows_aligned(a->v, 4, 16))
     return (int)cudaErrorNotSupported;
-  const wgt_variant *v = NULL;
-  for (size_t i = 0; i < sizeof wgt_variants / sizeof wgt_variants[0]; i++)
-    if (wgt_variants[i].d == d && wgt_variants[i].smem <= smem_optin) v = &wgt_variants[i];
-  if (!v) return (int)cudaErrorNotSupported;
+  const int vi = pcu_pick_variant(wgt_variants, (int)(sizeof wgt_variants / sizeof wgt_variants[0]), (int)d, NULL,
+                                  [&](const wgt_variant &w) { return w.smem <= smem_optin; });
+  if (vi < 0) return (int)cudaErrorNotSupported;
+  const wgt_variant *v = &wgt_variants[vi];
   const int64_t nqt = (nq + 127) / 128, nwork = nqt * a->q.nh * a->q.ns * a->q.nb;
   if (nwork <= 0) return 0;
   if (nwork > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;

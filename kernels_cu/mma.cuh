@@ -60,6 +60,14 @@ template <bool BF16> __device__ __forceinline__ uint32_t pack_rn(float lo, float
   return r;
 }
 
+/* x rounded to tf32 (nearest, ties away from zero): an f32 bit pattern with the low 13
+ * mantissa bits clear. */
+__device__ __forceinline__ uint32_t tf32_rna(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+
 /* 2^x, MUFU.EX2 (2 ulp; -inf gives +0, results below 2^-126 flush to 0). */
 __device__ __forceinline__ float ex2(float x) {
   float y;
