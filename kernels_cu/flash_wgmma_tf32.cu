@@ -218,48 +218,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         }
       };
 
-      {
-        float s[BN / 2], alpha[2];
-        full(KF, 0);
-        fence();
-        qk(s, 0);
-        wait<0>();
-        pin(s);
-        release(KE, 0);
-        softmax(s, 0, alpha);
-        pack(s);
-      }
-      for (int j = 1; j < ntiles; j++) {
-        float s[BN / 2], alpha[2];
-        full(KF, j);
-        full(VF, j - 1);
-        pin(o);
-        fence();
-        qk(s, j);
-        pv(j - 1);
-        wait<1>();
-        pin(s);
-        release(KE, j);
-        softmax(s, j, alpha);
-        wait<0>();
-        pin(o);
-        release(VE, j - 1);
-    #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-          o[4 * n] *= alpha[0];
-          o[4 * n + 1] *= alpha[0];
-          o[4 * n + 2] *= alpha[1];
-          o[4 * n + 3] *= alpha[1];
-        }
-        pack(s);
-      }
-      full(VF, ntiles - 1);
-      pin(o);
-      fence();
-      pv(ntiles - 1);
-      wait<0>();
-      pin(o);
-      release(VE, ntiles - 1);
+      wg_forward_tiles<D, BN, KF, KE, VF, VE>(ntiles, o, full, release, qk, pv, softmax, pack, [] {});
       it += ntiles;
       bar_sync(1 + cw, 128); /* every warp's products that read Q are done before the next item's Q */
     }

@@ -243,6 +243,63 @@ __device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], fl
   }
 }
 
+/* The kv-tile loop of the forward kernels (flash_wgmma.cu, flash_wgmma_tf32.cu) over ntiles
+ * tiles: S(j) = Q K(j)^T and P(j-1) V(j-1) issued together, the softmax of S(j) while P(j-1) V
+ * runs (FlashAttention-3's intra-warpgroup pipelining), then o rescaled and P(j) packed.
+ * full(kind, j) waits for, release(kind, j) arrives on tile j's stage barrier of that kind
+ * (KF, KE, VF, VE: K full, K empty, V full, V empty); q_done() runs once the last product that
+ * reads Q has completed. */
+template <int D, int BN, int KF, int KE, int VF, int VE, class Full, class Release, class QK, class PV, class Softmax,
+          class Pack, class QDone>
+__device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], const Full &full, const Release &release,
+                                                 const QK &qk, const PV &pv, const Softmax &softmax, const Pack &pack,
+                                                 const QDone &q_done) {
+  {
+    float s[BN / 2], alpha[2];
+    full(KF, 0);
+    fence();
+    qk(s, 0);
+    wait<0>();
+    pin(s);
+    release(KE, 0);
+    if (ntiles == 1) q_done();
+    softmax(s, 0, alpha);
+    pack(s);
+  }
+  for (int j = 1; j < ntiles; j++) {
+    float s[BN / 2], alpha[2];
+    full(KF, j);
+    full(VF, j - 1);
+    pin(o);
+    fence();
+    qk(s, j);
+    pv(j - 1);
+    wait<1>();
+    pin(s);
+    release(KE, j);
+    if (j == ntiles - 1) q_done();
+    softmax(s, j, alpha);
+    wait<0>();
+    pin(o);
+    release(VE, j - 1);
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      o[4 * n] *= alpha[0];
+      o[4 * n + 1] *= alpha[0];
+      o[4 * n + 2] *= alpha[1];
+      o[4 * n + 3] *= alpha[1];
+    }
+    pack(s);
+  }
+  full(VF, ntiles - 1);
+  pin(o);
+  fence();
+  pv(ntiles - 1);
+  wait<0>();
+  pin(o);
+  release(VE, ntiles - 1);
+}
+
 } /* namespace pcu_wgmma_ops */
 #endif /* PCU_WGMMA_DEVICE */
 
