@@ -179,31 +179,16 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     }
 
     const bool vout = flags & 1;
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      float lt = l[h];
-      lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-      lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-      const int i = wrow + g + 8 * h;
-      if (i >= nq) continue;
-      const float inv = lt > 0.0f ? a.out_scale / lt : 0.0f;
-      const int64_t r = pcu_row(a.out, ib, is, ih, i);
-#pragma unroll
-      for (int n = 0; n < D / 8; n++) {
-        const int col = n * 8 + 2 * t;
-        const float x0 = o[4 * n + 2 * h] * inv, x1 = o[4 * n + 2 * h + 1] * inv;
-        if (vout) {
-          const uint32_t w = a.out.dtype == PCU_BF16 ? (uint32_t)pcu_f32_to_bf16(x0) | ((uint32_t)pcu_f32_to_bf16(x1) << 16)
-                                                     : (uint32_t)pcu_f32_to_f16(x0) | ((uint32_t)pcu_f32_to_f16(x1) << 16);
-          *(uint32_t *)((uint16_t *)a.out.buf + r + col) = w;
-        } else {
-          pcu_store(a.out.buf, a.out.dtype, r + col, x0);
-          pcu_store(a.out.buf, a.out.dtype, r + col + 1, x1);
-        }
+    wg_forward_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
+      if (vout) {
+        const uint32_t w = a.out.dtype == PCU_BF16 ? (uint32_t)pcu_f32_to_bf16(x0) | ((uint32_t)pcu_f32_to_bf16(x1) << 16)
+                                                   : (uint32_t)pcu_f32_to_f16(x0) | ((uint32_t)pcu_f32_to_f16(x1) << 16);
+        *(uint32_t *)((uint16_t *)a.out.buf + at) = w;
+      } else {
+        pcu_store(a.out.buf, a.out.dtype, at, x0);
+        pcu_store(a.out.buf, a.out.dtype, at + 1, x1);
       }
-      if (a.lse.buf && t == 0)
-        pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), lt > 0.0f ? m[h] * a.scale + logf(lt) : -PCU_INF);
-    }
+    });
   }
 #else
   (void)tq; (void)tk; (void)tv; (void)a; (void)nqt; (void)nwork; (void)off; (void)flags;

@@ -300,6 +300,33 @@ __device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], 
   release(VE, ntiles - 1);
 }
 
+/* The end of a forward work item: rows wrow + g and + 8 of the warp (those < nq) get
+ * out = out_scale * o / l through store(element offset, x0, x1) for each pair of columns, and
+ * lse = ln(sum of exp(scores)) (m in score units), -inf where no key was visible. */
+template <int D, class Store>
+__device__ __forceinline__ void wg_forward_store(const pcu_flash_args &a, const float (&o)[D / 2], const float (&m)[2],
+                                                 const float (&l)[2], int wrow, int nq, int ib, int is, int ih, int g, int t,
+                                                 const Store &store) {
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    float lt = l[h];
+    lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+    lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+    const int i = wrow + g + 8 * h;
+    if (i >= nq) continue;
+    const float inv = lt > 0.0f ? a.out_scale / lt : 0.0f;
+    const int64_t r = pcu_row(a.out, ib, is, ih, i);
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+      const int col = n * 8 + 2 * t;
+      const float x0 = o[4 * n + 2 * h] * inv, x1 = o[4 * n + 2 * h + 1] * inv;
+      store(r + col, x0, x1);
+    }
+    if (a.lse.buf && t == 0)
+      pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), lt > 0.0f ? m[h] * a.scale + logf(lt) : -PCU_INF);
+  }
+}
+
 } /* namespace pcu_wgmma_ops */
 #endif /* PCU_WGMMA_DEVICE */
 
