@@ -192,7 +192,7 @@ static inline int pcu_rows_aligned(const pcu_view &v, int esize, int align) {
 }
 
 /* What the tensor-core flash forwards with 32-bit index arithmetic (flash_mma.cu,
- * flash_wgmma.cu, flash_wgmma_tf32.cu) need of the shape: dense (no block-sparse layout),
+ * flash_wgmma.cu, flash_wgmma_f32.cu) need of the shape: dense (no block-sparse layout),
  * whole GQA groups, and lengths, query heads and segments each < 2^30. */
 static inline int pcu_flash_tc_shape(const pcu_flash_args *a) {
   const int64_t lim = (int64_t)1 << 30;

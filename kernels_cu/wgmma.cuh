@@ -138,8 +138,10 @@ template <int N, bool BF16> __device__ __forceinline__ void mma_ss(float (&d)[N 
 template <int N, bool BF16> __device__ __forceinline__ void mma_ss_mn(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
 /* The same with A and B both MN-major. */
 template <int N, bool BF16> __device__ __forceinline__ void mma_ss_tt(float (&d)[N / 2], uint64_t da, uint64_t db, int acc);
-/* d (64 x N, f32) += A (64 x 16 in registers a) * B (16 x N at descriptor db, MN-major). */
-template <int N, bool BF16> __device__ __forceinline__ void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db);
+/* d (64 x N, f32) = (acc ? d : 0) + A (64 x 16 in registers a) * B (16 x N at descriptor db,
+ * MN-major). */
+template <int N, bool BF16>
+__device__ __forceinline__ void mma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int acc = 1);
 
 /* One specialization per (N, type): the accumulator operands %0 .. %(N/2-1) (ACC, OUT), then
  * A (descriptor, or four registers), B's descriptor and the scale-d flag at the numbers given. */
@@ -152,11 +154,11 @@ template <int N, bool BF16> __device__ __forceinline__ void mma_rs(float (&d)[N 
   }
 #define PCU_WG_SS(...) PCU_WG_SS_AS(mma_ss, 0, 0, __VA_ARGS__)
 #define PCU_WG_RS(N, BF, TY, ACC, OUT, IA, IB, IP)                                                                  \
-  template <> __device__ __forceinline__ void mma_rs<N, BF>(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db) { \
+  template <> __device__ __forceinline__ void mma_rs<N, BF>(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t db, int acc) { \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" IP ", 0;\n"                                                 \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " ACC ", " IA ", %" IB               \
                  ", p, 1, 1, 1;\n}\n"                                                                                \
-                 : OUT(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));                          \
+                 : OUT(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));                        \
   }
 #define PCU_WG_OUT32(d) PCU_WG_D32(d, 0)
 PCU_WG_SS(32, true, "bf16", PCU_WG_ACC16, PCU_WG_D16, "16", "17", "18")
@@ -201,13 +203,18 @@ PCU_WG_TF_SS(128, PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
 PCU_WG_TF_RS(64, PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
 PCU_WG_TF_RS(128, PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")
 
-/* The online softmax of the forward kernels (flash_wgmma.cu, flash_wgmma_tf32.cu) on one kv
+/* The online softmax of the forward kernels (flash_wgmma.cu, flash_wgmma_f32.cu) on one kv
  * tile of BN keys from k0: s is the tile's S = Q K^T accumulator (rows wrow + g and + 8 of the
  * warp). Where some key of the tile is past nk or causally hidden from a row (j > i + off), its
  * scores become -inf; then per row h: the new max m[h], alpha[h] = 2^((m_old - m_new) u) for
  * the output, s becomes P = 2^(s u - m u) and l[h] = l[h] alpha[h] + this lane's sum of P.
- * u = scale * log2 e; a row with nothing visible yet keeps base 0 (P = 0, never NaN). */
-template <int BN>
+ * u = scale * log2 e; a row with nothing visible yet keeps base 0 (P = 0, never NaN).
+ * EXACT (f32 accuracy): alpha from two equally rounded products, so that it is exactly 1
+ * where the max holds. With one fma it is 2^(rounding error of m u), the same factor off 1 on
+ * every tile of a row, which reweights the tiles by about an ulp each: 5e-6 relative at 16k
+ * keys in f32 (run 68), nothing at bf16 or tf32 accuracy, where the fma saves an instruction
+ * (3-5% of the bf16 forward at d = 64, run 69). */
+template <int BN, bool EXACT = false>
 __device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], float (&l)[2], float (&alpha)[2], int k0, int nk,
                                            int wrow, int off, bool causal, float u, int g, int t) {
   if (k0 + BN > nk || (causal && k0 + BN - 1 > wrow + off)) {
@@ -228,8 +235,14 @@ __device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], fl
     for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * h], s[4 * n + 2 * h + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float mu = mx == -PCU_INF ? 0.0f : mx * u;
-    alpha[h] = pcu_mma_ops::ex2(fmaf(m[h], u, -mu));
+    float mu;
+    if (EXACT) { /* both products rounded alike: where the max holds, alpha is exactly 1 */
+      mu = mx == -PCU_INF ? 0.0f : __fmul_rn(mx, u);
+      alpha[h] = pcu_mma_ops::ex2(__fmul_rn(m[h], u) - mu);
+    } else {
+      mu = mx == -PCU_INF ? 0.0f : mx * u;
+      alpha[h] = pcu_mma_ops::ex2(fmaf(m[h], u, -mu));
+    }
     m[h] = mx;
     float sum = 0.0f;
 #pragma unroll
@@ -243,17 +256,19 @@ __device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], fl
   }
 }
 
-/* The kv-tile loop of the forward kernels (flash_wgmma.cu, flash_wgmma_tf32.cu) over ntiles
+/* The kv-tile loop of the forward kernels (flash_wgmma.cu, flash_wgmma_f32.cu) over ntiles
  * tiles: S(j) = Q K(j)^T and P(j-1) V(j-1) issued together, the softmax of S(j) while P(j-1) V
  * runs (FlashAttention-3's intra-warpgroup pipelining), then o rescaled and P(j) packed.
  * full(kind, j) waits for, release(kind, j) arrives on tile j's stage barrier of that kind
  * (KF, KE, VF, VE: K full, K empty, V full, V empty); q_done() runs once the last product that
- * reads Q has completed. */
+ * reads Q has completed. Once P(j-1) V has completed, fold(alpha) brings o to tile j's row
+ * maxima (o *= alpha, where P V accumulates in o itself), and last() ends the item after the
+ * last P V. */
 template <int D, int BN, int KF, int KE, int VF, int VE, class Full, class Release, class QK, class PV, class Softmax,
-          class Pack, class QDone>
+          class Pack, class QDone, class Fold, class Last>
 __device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], const Full &full, const Release &release,
                                                  const QK &qk, const PV &pv, const Softmax &softmax, const Pack &pack,
-                                                 const QDone &q_done) {
+                                                 const QDone &q_done, const Fold &fold, const Last &last) {
   {
     float s[BN / 2], alpha[2];
     full(KF, 0);
@@ -282,13 +297,7 @@ __device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], 
     wait<0>();
     pin(o);
     release(VE, j - 1);
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) {
-      o[4 * n] *= alpha[0];
-      o[4 * n + 1] *= alpha[0];
-      o[4 * n + 2] *= alpha[1];
-      o[4 * n + 3] *= alpha[1];
-    }
+    fold(alpha);
     pack(s);
   }
   full(VF, ntiles - 1);
@@ -298,6 +307,26 @@ __device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], 
   wait<0>();
   pin(o);
   release(VE, ntiles - 1);
+  last();
+}
+/* o *= alpha per row (rows g and g + 8 of the accumulator layout). */
+template <int N> __device__ __forceinline__ void wg_rescale(float (&o)[N], const float (&alpha)[2]) {
+#pragma unroll
+  for (int n = 0; n < N / 4; n++) {
+    o[4 * n] *= alpha[0];
+    o[4 * n + 1] *= alpha[0];
+    o[4 * n + 2] *= alpha[1];
+    o[4 * n + 3] *= alpha[1];
+  }
+}
+/* The loop where P V accumulates in o itself. */
+template <int D, int BN, int KF, int KE, int VF, int VE, class Full, class Release, class QK, class PV, class Softmax,
+          class Pack, class QDone>
+__device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], const Full &full, const Release &release,
+                                                 const QK &qk, const PV &pv, const Softmax &softmax, const Pack &pack,
+                                                 const QDone &q_done) {
+  wg_forward_tiles<D, BN, KF, KE, VF, VE>(ntiles, o, full, release, qk, pv, softmax, pack, q_done,
+                                          [&](const float(&alpha)[2]) { wg_rescale<D / 2>(o, alpha); }, [] {});
 }
 
 /* The end of a forward work item: rows wrow + g and + 8 of the warp (those < nq) get

@@ -106,6 +106,8 @@ static const conf_case attention_bases[] = {
   {ATT(1, 2, 2, 65, 129, 80, 80), .causal = 1, .lse = 1},              /* tile edges + 1 */
   {ATT(1, 2, 2, 63, 127, 96, 96), .mask = MASK_BH, .causal = 1, .lse = 1},
   {ATT(1, 1, 1, 40, 40, 256, 256), .lse = 1},                          /* large head dim */
+  {ATT(1, 4, 2, 130, 200, 256, 256), .causal = 1, .lse = 1},           /* D = 256, GQA, several kv tiles */
+  {ATT(2, 4, 2, 150, 300, 128, 128), .causal = 1, .lse = 1},           /* GQA, nq < nk, several kv tiles */
   {ATT(1, 4, 4, 96, 96, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1, .lse = 1},
   {ATT(1, 4, 2, 200, 333, 128, 128), .precision = PATTN_PRECISION_TF32, .lse = 1}, /* GQA, several kv tiles */
   {ATT(2, 2, 2, 130, 70, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1},   /* nq > nk */

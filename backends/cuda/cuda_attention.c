@@ -127,8 +127,8 @@ pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   f.num_sms = st->num_sms;
   int e = pcu_flash_wgmma_forward(st->stream, &f, st->cc, st->smem_optin);
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_mma_forward(st->stream, &f, st->cc, st->smem_optin);
-  if (e == (int)cudaErrorNotSupported && !f32_flash_fma() && a->precision == PATTN_PRECISION_TF32)
-    e = pcu_flash_wgmma_tf32_forward(st->stream, &f, st->cc, st->smem_optin);
+  if (e == (int)cudaErrorNotSupported && !f32_flash_fma())
+    e = pcu_flash_wgmma_f32_forward(st->stream, &f, st->cc, st->smem_optin, a->precision == PATTN_PRECISION_TF32);
   if (e == (int)cudaErrorNotSupported && !f32_flash_fma()) {
     /* a small grid splits the keys over more blocks, through a workspace for the partial results */
     pcu_tf32_plan plan;
