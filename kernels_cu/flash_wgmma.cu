@@ -65,21 +65,12 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   const int nq = (int)a.q.n, nk = (int)a.k.n;
   const bool causal = a.causal != 0;
   /* the kv tiles that work item w's rows see */
-  auto tiles_of = [&](const pcu_flash_tile_t<int> &tile) {
-    const int q0 = tile.qt * BM;
-    const int kend = causal ? min(nk, max(0, min(q0 + BM, nq) + off)) : nk;
-    return (kend + BN - 1) / BN;
-  };
+  auto tiles_of = [&](const pcu_flash_tile_t<int> &tile) { return wg_kv_tiles<BM, BN>(tile.qt * BM, nq, nk, off, causal); };
 
   if (tid == 0) {
     mbar_init(bQf, 1);
     mbar_init(bQe, 256);
-    for (int st = 0; st < ST; st++) {
-      mbar_init(bar(KF, st), 1);
-      mbar_init(bar(KE, st), 256);
-      mbar_init(bar(VF, st), 1);
-      mbar_init(bar(VE, st), 256);
-    }
+    wg_kv_bars_init<ST>(bar(KF, 0), 1, 256);
     mbar_init_fence();
   }
   __syncthreads();
@@ -135,10 +126,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     const int wrow = tile.qt * BM + cw * 64 + w4 * 16; /* the warp's first row */
 
     float o[D / 2], m[2], l[2];
-    m[0] = m[1] = -PCU_INF;
-    l[0] = l[1] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < D / 2; i++) o[i] = 0.0f;
+    wg_item_start(o, m, l);
 
     if (ntiles > 0) {
       uint32_t pa[BN / 16][4];

@@ -203,6 +203,32 @@ PCU_WG_TF_SS(128, PCU_WG_ACC64, PCU_WG_D64, "64", "65", "66")
 PCU_WG_TF_RS(64, PCU_WG_ACC32, PCU_WG_OUT32, "{%32, %33, %34, %35}", "36", "37")
 PCU_WG_TF_RS(128, PCU_WG_ACC64, PCU_WG_D64, "{%64, %65, %66, %67}", "68", "69")
 
+/* ---- the forward kernels' shared frame (flash_wgmma.cu, flash_wgmma_f32.cu) ---- */
+/* The kv tiles of BN keys that a work item of BM query rows from q0 sees: all of them, or
+ * causally up to the last row's last visible key (j <= i + off). */
+template <int BM, int BN>
+__device__ __forceinline__ int wg_kv_tiles(int q0, int nq, int nk, int off, bool causal) {
+  const int kend = causal ? min(nk, max(0, min(q0 + BM, nq) + off)) : nk;
+  return (kend + BN - 1) / BN;
+}
+/* The four barriers of each of ST K/V stages at b0 + 8 (kind ST + st), kinds K full, K empty,
+ * V full, V empty: full ones completed by `fills` arrivals, empty ones by `readers`. */
+template <int ST> __device__ __forceinline__ void wg_kv_bars_init(uint32_t b0, int fills, int readers) {
+  for (int st = 0; st < ST; st++) {
+    mbar_init(b0 + 8u * (uint32_t)(0 * ST + st), fills);
+    mbar_init(b0 + 8u * (uint32_t)(1 * ST + st), readers);
+    mbar_init(b0 + 8u * (uint32_t)(2 * ST + st), fills);
+    mbar_init(b0 + 8u * (uint32_t)(3 * ST + st), readers);
+  }
+}
+/* A work item's start: o = 0, running max -inf, running sum 0. */
+template <int N> __device__ __forceinline__ void wg_item_start(float (&o)[N], float (&m)[2], float (&l)[2]) {
+  m[0] = m[1] = -PCU_INF;
+  l[0] = l[1] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < N; i++) o[i] = 0.0f;
+}
+
 /* The online softmax of the forward kernels (flash_wgmma.cu, flash_wgmma_f32.cu) on one kv
  * tile of BN keys from k0: s is the tile's S = Q K^T accumulator (rows wrow + g and + 8 of the
  * warp). Where some key of the tile is past nk or causally hidden from a row (j > i + off), its
