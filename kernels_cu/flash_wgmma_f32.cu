@@ -8,7 +8,8 @@
  *    bf16 parts, six bf16 products per product (see "exact f32" below).
  *
  * TF32: the block layout of flash_wgmma.cu (three warpgroups, BM = 128 query rows of one
- * (batch, segment, head), persistent blocks without causal masking), with two differences that
+ * (batch, segment, head), persistent blocks without causal masking; for grids of fewer items
+ * than SMs, one consumer and BM = 64), with two differences that
  * tf32 operands impose: wgmma reads tf32 from shared memory only K-major, and only the top 19
  * bits of each f32 (truncation), where SPEC.md's TF32 row is met with round-to-nearest.
  *   - Warpgroup 0 loads K and V with ordinary loads, rounds them to tf32 (cvt.rna) and stores
@@ -33,10 +34,11 @@ using namespace pcu_mma_ops;
 using namespace pcu_wgmma_ops;
 #endif
 
-/* D: head dim; BN keys per kv tile; two stages each of K and V. */
-template <int D_, int BN_> struct Cfg {
-  static constexpr int D = D_, BN = BN_, ST = 2;
-  static constexpr int THREADS = 384, BM = 128; /* a loader and two consumer warpgroups */
+/* D: head dim; BN keys per kv tile; two stages each of K and V; NC consumer warpgroups of 64
+ * query rows beside the loader. */
+template <int D_, int BN_, int NC_ = 2> struct Cfg {
+  static constexpr int D = D_, BN = BN_, ST = 2, NC = NC_;
+  static constexpr int THREADS = 128 * (1 + NC), BM = 64 * NC;
   static constexpr int Q_BYTES = BM * D * 4, KV_BYTES = BN * D * 4;
   /* + 1024: the swizzle pattern needs 1024-byte aligned tiles */
   static constexpr size_t SMEM = 1024 + (size_t)Q_BYTES + 2 * ST * (size_t)KV_BYTES;
@@ -79,7 +81,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   auto tiles_of = [&](const pcu_flash_tile_t<int> &tile) { return wg_kv_tiles<BM, BN>(tile.qt * BM, nq, nk, off, causal); };
 
   if (tid == 0) {
-    wg_kv_bars_init<ST>(b0, 64, 256);
+    wg_kv_bars_init<ST>(b0, 64, 128 * C::NC);
     mbar_init_fence();
   }
   __syncthreads();
@@ -509,12 +511,14 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 
 } /* namespace pcu_wgt */
 
-/* The variants, per head dim in order of preference: TF32 (D, BN) and exact (D, BN, ST, NC).
+/* The variants, per head dim in order of preference: TF32 (D, BN, NC) and exact (D, BN, ST, NC).
  * One list each feeds the host table and, under NVRTC, the explicit instantiations
  * (common.cuh, "Under NVRTC"). */
 #define WGT_VARIANTS(X) \
-  X(64, 64)             \
-  X(128, 64)
+  X(64, 64, 2)          \
+  X(64, 64, 1)          \
+  X(128, 64, 2)         \
+  X(128, 64, 1)
 #define WGX_VARIANTS(X) \
   X(64, 64, 2, 2)       \
   X(64, 64, 2, 1)       \
@@ -523,7 +527,8 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   X(256, 32, 1, 1)
 
 #ifdef __CUDACC_RTC__
-#define RTC_WGT(D, BN) template __global__ void pcu_wgt::k_flash_wgmma_tf32<pcu_wgt::Cfg<D, BN>>(pcu_flash_args, int, int, int, int);
+#define RTC_WGT(D, BN, NC) \
+  template __global__ void pcu_wgt::k_flash_wgmma_tf32<pcu_wgt::Cfg<D, BN, NC>>(pcu_flash_args, int, int, int, int);
 #define RTC_WGX(D, BN, ST, NC) \
   template __global__ void pcu_wgt::k_flash_wgmma_x3<pcu_wgt::CfgX<D, BN, ST, NC>>(pcu_flash_args, int, int, int, int);
 WGT_VARIANTS(RTC_WGT)
@@ -540,7 +545,9 @@ struct wgt_variant {
   wgt_kernel_fn k;
 };
 
-#define PCU_WGT_ROW(D, BN) {D, 128, 384, pcu_wgt::Cfg<D, BN>::SMEM, pcu_wgt::k_flash_wgmma_tf32<pcu_wgt::Cfg<D, BN>>},
+#define PCU_WGT_ROW(D, BN, NC)                                                                                 \
+  {D, pcu_wgt::Cfg<D, BN, NC>::BM, pcu_wgt::Cfg<D, BN, NC>::THREADS, pcu_wgt::Cfg<D, BN, NC>::SMEM, \
+   pcu_wgt::k_flash_wgmma_tf32<pcu_wgt::Cfg<D, BN, NC>>},
 #define PCU_WGX_ROW(D, BN, ST, NC)                                                                                         \
   {D, pcu_wgt::CfgX<D, BN, ST, NC>::BM, pcu_wgt::CfgX<D, BN, ST, NC>::THREADS, pcu_wgt::CfgX<D, BN, ST, NC>::SMEM, \
    pcu_wgt::k_flash_wgmma_x3<pcu_wgt::CfgX<D, BN, ST, NC>>},
@@ -553,8 +560,9 @@ const wgt_variant wgx_variants[] = {WGX_VARIANTS(PCU_WGX_ROW)};
  * not built with sm_90a code, compute capability other than 9.0 or PATTN_CUDA_WGMMA=0
  * (pcu_wgmma_usable), a block-sparse layout or a mask, q, k or v not f32, head dims other than
  * those of the tables (all three equal), rows of q, k or v not 16-byte aligned, GQA groups not
- * whole, or lengths and head counts of 2^30 and beyond. PATTN_CUDA_WGX_CFG (temporary, for
- * benchmarks) picks an exact variant of the head dim by its index. */
+ * whole, or lengths and head counts of 2^30 and beyond. PATTN_CUDA_WGT_CFG and
+ * PATTN_CUDA_WGX_CFG (temporary, for benchmarks) pick a TF32 or exact variant of the head dim
+ * by its index. */
 extern "C" int pcu_flash_wgmma_f32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32) {
 #ifndef PCU_WGMMA_BUILT
   (void)s; (void)a; (void)cc; (void)smem_optin; (void)tf32; (void)wgt_variants; (void)wgx_variants;
@@ -567,13 +575,15 @@ extern "C" int pcu_flash_wgmma_f32_forward(cudaStream_t s, const pcu_flash_args 
     return (int)cudaErrorNotSupported;
   const wgt_variant *tab = tf32 ? wgt_variants : wgx_variants;
   const int ntab = tf32 ? (int)(sizeof wgt_variants / sizeof wgt_variants[0]) : (int)(sizeof wgx_variants / sizeof wgx_variants[0]);
-  int vi = pcu_pick_variant(tab, ntab, (int)d, tf32 ? NULL : "PATTN_CUDA_WGX_CFG",
+  int vi = pcu_pick_variant(tab, ntab, (int)d, tf32 ? "PATTN_CUDA_WGT_CFG" : "PATTN_CUDA_WGX_CFG",
                                   [&](const wgt_variant &w) { return w.smem <= smem_optin; });
   if (vi < 0) return (int)cudaErrorNotSupported;
   const int64_t units = a->q.nh * a->q.ns * a->q.nb;
-  /* grids of fewer items than SMs: a row of 64-row items where the table has one (not where
-   * PATTN_CUDA_WGX_CFG picks) */
-  if (!tf32 && !getenv("PATTN_CUDA_WGX_CFG") && a->num_sms > 0 && (nq + tab[vi].bm - 1) / tab[vi].bm * units < a->num_sms)
+  /* a row of 64-row items where those still fit in one wave of blocks (not where a knob picks):
+   * with one consumer a block is slower, so it pays only where it fills idle SMs (run 71:
+   * TF32 1.6-1.7x and exact 1.1-1.2x slower at b=1 h=12 n=1024, 96 items of 128 rows) */
+  if (!(tf32 ? getenv("PATTN_CUDA_WGT_CFG") : getenv("PATTN_CUDA_WGX_CFG")) && a->num_sms > 0 &&
+      2 * ((nq + tab[vi].bm - 1) / tab[vi].bm) * units <= a->num_sms)
     for (int i = 0; i < ntab; i++)
       if (tab[i].d == d && tab[i].bm == 64 && tab[i].smem <= smem_optin) vi = i;
   const wgt_variant *v = &tab[vi];
