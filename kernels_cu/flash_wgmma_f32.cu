@@ -3,7 +3,9 @@
  * the case they serve faster on an H100/H200: no mask, equal head dims, f32 q, k, v with
  * 16-byte aligned rows. Everything else stays with flash_tf32.cu (the host returns
  * cudaErrorNotSupported).
- *  - PATTN_PRECISION_TF32 (k_flash_wgmma_tf32, head dims 64 and 128): tf32 operands.
+ *  - PATTN_PRECISION_TF32: tf32 operands (k_flash_wgmma_tf32, head dims 64 and 128); at head
+ *    dim 256, where tf32 Q, K and V^T stages do not fit, every operand as two bf16 parts and
+ *    three bf16 products per product (k_flash_wgmma_x3 with NP = 2, about 2^-16 relative).
  *  - exact, the default (k_flash_wgmma_x3, head dims 64, 128 and 256): every operand as three
  *    bf16 parts, six bf16 products per product (see "exact f32" below).
  *
@@ -246,11 +248,12 @@ __global__ void __launch_bounds__(C::THREADS, 1)
  * a tile; NC consumer warpgroups of 64 query rows (BM = 64 NC) beside the loader, which splits
  * K and V alike ([BN][D] tiles) and loads the next tile into registers before its stage is
  * free. */
-template <int D_, int BN_, int ST_, int NC_> struct CfgX {
-  static constexpr int D = D_, BN = BN_, ST = ST_, NC = NC_;
+template <int D_, int BN_, int ST_, int NC_, int NP_ = 3> struct CfgX {
+  static constexpr int D = D_, BN = BN_, ST = ST_, NC = NC_, NP = NP_;
   static constexpr int THREADS = 128 * (1 + NC), BM = 64 * NC;
   static constexpr int QP = BM * D * 2, KVP = BN * D * 2; /* bytes of one part */
-  static constexpr int Q_BYTES = 3 * QP, KV_BYTES = 3 * KVP;
+  static constexpr int Q_BYTES = NP * QP, KV_BYTES = NP * KVP;
+  static_assert(NP == 2 || NP == 3, "parts");
   static constexpr size_t SMEM = 1024 + (size_t)Q_BYTES + 2 * ST * (size_t)KV_BYTES;
   static_assert(D % 64 == 0 && BN % 16 == 0 && KVP % 1024 == 0 && (BN * D / 8) % 64 == 0, "tile shape");
 };
@@ -260,41 +263,49 @@ template <int D_, int BN_, int ST_, int NC_> struct CfgX {
 __device__ __forceinline__ uint32_t sw16_off(int r, int c, int rows) {
   return (uint32_t)((c >> 6) * rows * 128 + r * 128 + ((((c & 63) >> 3) ^ (r & 7)) << 4) + (c & 7) * 2);
 }
-/* x0, x1 as the bf16 pairs h, m, l (x0 in the low halves). */
-__device__ __forceinline__ void split3(float x0, float x1, uint32_t &h, uint32_t &m, uint32_t &l) {
+/* x0, x1 as NP bf16 pairs h, m (, l) (x0 in the low halves; l untouched where NP = 2). */
+template <int NP> __device__ __forceinline__ void split_parts(float x0, float x1, uint32_t &h, uint32_t &m, uint32_t &l) {
   h = pack_rn<true>(x0, x1);
   x0 -= __uint_as_float(h << 16);
   x1 -= __uint_as_float(h & 0xffff0000u);
   m = pack_rn<true>(x0, x1);
-  x0 -= __uint_as_float(m << 16);
-  x1 -= __uint_as_float(m & 0xffff0000u);
-  l = pack_rn<true>(x0, x1);
+  if (NP == 3) {
+    x0 -= __uint_as_float(m << 16);
+    x1 -= __uint_as_float(m & 0xffff0000u);
+    l = pack_rn<true>(x0, x1);
+  }
 }
 __device__ __forceinline__ void st_shared4u(uint32_t addr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
   asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
 }
-/* 8 consecutive f32 (a, b) as one 16-byte chunk of each part: h at addr, m at + part, l at
- * + 2 part. */
-__device__ __forceinline__ void st_split8(uint32_t addr, uint32_t part, const float4 &a, const float4 &b) {
+/* 8 consecutive f32 (a, b) as one 16-byte chunk of each part: part i at addr + i part. */
+template <int NP> __device__ __forceinline__ void st_split8(uint32_t addr, uint32_t part, const float4 &a, const float4 &b) {
   uint32_t h[4], m[4], l[4];
-  split3(a.x, a.y, h[0], m[0], l[0]);
-  split3(a.z, a.w, h[1], m[1], l[1]);
-  split3(b.x, b.y, h[2], m[2], l[2]);
-  split3(b.z, b.w, h[3], m[3], l[3]);
+  split_parts<NP>(a.x, a.y, h[0], m[0], l[0]);
+  split_parts<NP>(a.z, a.w, h[1], m[1], l[1]);
+  split_parts<NP>(b.x, b.y, h[2], m[2], l[2]);
+  split_parts<NP>(b.z, b.w, h[3], m[3], l[3]);
   st_shared4u(addr, h[0], h[1], h[2], h[3]);
   st_shared4u(addr + part, m[0], m[1], m[2], m[3]);
-  st_shared4u(addr + 2 * part, l[0], l[1], l[2], l[3]);
+  if (NP == 3) st_shared4u(addr + 2 * part, l[0], l[1], l[2], l[3]);
 }
-/* The six part products, smallest first: (part of the A operand, part of the B operand). */
-__device__ __forceinline__ constexpr int x3_pa(int p) { return p == 0 ? 0 : p == 1 ? 1 : p == 2 ? 2 : p == 3 ? 0 : p == 4 ? 1 : 0; }
-__device__ __forceinline__ constexpr int x3_pb(int p) { return p == 0 ? 2 : p == 1 ? 1 : p == 2 ? 0 : p == 3 ? 1 : p == 4 ? 0 : 0; }
+/* The part products, smallest first, as (part of the A operand, part of the B operand): six
+ * of three parts (h l', m m', l h', h m', m h', h h'), three of two (h m', m h', h h'). */
+template <int NP> __device__ __forceinline__ constexpr int xp_count() { return NP == 3 ? 6 : 3; }
+template <int NP> __device__ __forceinline__ constexpr int xp_a(int p) {
+  return NP == 3 ? (p == 0 ? 0 : p == 1 ? 1 : p == 2 ? 2 : p == 3 ? 0 : p == 4 ? 1 : 0) : (p == 1 ? 1 : 0);
+}
+template <int NP> __device__ __forceinline__ constexpr int xp_b(int p) {
+  return NP == 3 ? (p == 0 ? 2 : p == 1 ? 1 : p == 2 ? 0 : p == 3 ? 1 : p == 4 ? 0 : 0) : (p == 0 ? 1 : 0);
+}
 #endif
 
 template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1)
     k_flash_wgmma_x3(pcu_flash_args a, int nqt, int nwork, int off, int flags) {
 #if PCU_WGMMA_DEVICE
-  constexpr int D = C::D, BN = C::BN, BM = C::BM, ST = C::ST, NC = C::NC;
+  constexpr int D = C::D, BN = C::BN, BM = C::BM, ST = C::ST, NC = C::NC, NP = C::NP, NPROD = xp_count<NP>();
+  constexpr bool EXACT = NP == 3;
   extern __shared__ __align__(128) uint8_t smem_wx[];
   __shared__ __align__(8) uint64_t bars[4 * ST];
   const uint32_t sQ = (smem_addr(smem_wx) + 1023u) & ~1023u, sK = sQ + C::Q_BYTES, sV = sK + ST * C::KV_BYTES;
@@ -357,7 +368,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int i = u * 64 + lt;
-        st_split8(dst + sw16_off(i / C8, (i % C8) * 8, BN), C::KVP, x[u][0], x[u][1]);
+        st_split8<NP>(dst + sw16_off(i / C8, (i % C8) * 8, BN), C::KVP, x[u][0], x[u][1]);
       }
       fence_proxy_async();
       mbar_arrive(bar(full, st));
@@ -404,19 +415,20 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #pragma unroll
           for (int u = 0; u < B; u++) {
             const int i = ct + 128 * (u0 + u);
-            st_split8(sQ + sw16_off(cw * 64 + i / C8, (i % C8) * 8, BM), C::QP, x[u][0], x[u][1]);
+            st_split8<NP>(sQ + sw16_off(cw * 64 + i / C8, (i % C8) * 8, BM), C::QP, x[u][0], x[u][1]);
           }
         }
         fence_proxy_async();
         bar_sync(1 + cw, 128);
       }
-      uint32_t pa[3][BN / 16][4];
+      uint32_t pa[NP][BN / 16][4];
       /* Tensor cores add into the accumulator with truncation (toward zero), up to an ulp per
-       * wgmma: chains of the large products stay short (see flash_tf32.cu). S: the h h'
-       * products in runs of 128 dims (sg holds the second run at D = 256); P V: each tile's
-       * product in fresh registers ot (DO columns at a time, o alone takes 128 registers at
-       * D = 256), folded into o with f32 adds. */
-      constexpr int DO = D > 128 ? 64 : D;
+       * wgmma: in the exact mode chains of the large products stay short (see flash_tf32.cu).
+       * S: the h h' products in runs of 128 dims (sg holds the second run at D = 256); P V:
+       * each tile's product in fresh registers ot (DO columns at a time, o alone takes 128
+       * registers at D = 256), folded into o with f32 adds. With two parts (TF32 accuracy, a
+       * drift of 1e-4 at 16k keys is harmless) P V accumulates in o. */
+      constexpr int DO = D > 128 ? 64 : D, HH = EXACT && D > 128 ? 8 : D / 16;
       float sg[BN / 2], ot[DO / 2];
       auto full = [&](int kind, int j) { mbar_wait(bar(kind, (it + j) % ST), (uint32_t)((it + j) / ST) & 1u); };
       auto release = [&](int kind, int j) { mbar_arrive(bar(kind, (it + j) % ST)); };
@@ -426,25 +438,35 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         uint64_t dqt = dq;
         asm volatile("" : "+r"(kb), "+l"(dqt));
         auto prod = [&](float(&acc)[BN / 2], int p, int k0, int k1, bool first) {
-          const uint64_t da = dqt + (uint64_t)(x3_pa(p) * (C::QP >> 4)), db = desc_sw128(kb + (uint32_t)(x3_pb(p) * C::KVP), 16, 1024);
+          const uint64_t da = dqt + (uint64_t)(xp_a<NP>(p) * (C::QP >> 4)), db = desc_sw128(kb + (uint32_t)(xp_b<NP>(p) * C::KVP), 16, 1024);
 #pragma unroll
           for (int kk = k0; kk < k1; kk++)
             mma_ss<BN, true>(acc, da + (uint64_t)((kk >> 2) * BM * 8 + (kk & 3) * 2), db + (uint64_t)((kk >> 2) * BN * 8 + (kk & 3) * 2),
                              !first || kk > k0);
         };
 #pragma unroll
-        for (int p = 0; p < 5; p++) prod(s, p, 0, D / 16, p == 0);
-        prod(s, 5, 0, D > 128 ? 8 : D / 16, false);
-        if (D > 128) prod(sg, 5, 8, D / 16, true);
+        for (int p = 0; p < NPROD - 1; p++) prod(s, p, 0, D / 16, p == 0);
+        prod(s, NPROD - 1, 0, HH, false);
+        if (HH < D / 16) prod(sg, NPROD - 1, HH, D / 16, true);
         commit();
       };
       /* P V into ot for columns c0 .. c0 + DO */
       auto pv_cols = [&](uint32_t vb, int c0) {
 #pragma unroll
-        for (int p = 0; p < 6; p++) {
-          const uint64_t dv = desc_sw128(vb + (uint32_t)(x3_pb(p) * C::KVP + (c0 / 64) * BN * 128), BN * 128, 1024);
+        for (int p = 0; p < NPROD; p++) {
+          const uint64_t dv = desc_sw128(vb + (uint32_t)(xp_b<NP>(p) * C::KVP + (c0 / 64) * BN * 128), BN * 128, 1024);
 #pragma unroll
-          for (int kk = 0; kk < BN / 16; kk++) mma_rs<DO, true>(ot, pa[x3_pa(p)][kk], dv + (uint64_t)(kk * 128), p | kk);
+          for (int kk = 0; kk < BN / 16; kk++) mma_rs<DO, true>(ot, pa[xp_a<NP>(p)][kk], dv + (uint64_t)(kk * 128), p | kk);
+        }
+        commit();
+      };
+      /* two parts: P V into o */
+      auto pv_o = [&](uint32_t vb) {
+#pragma unroll
+        for (int p = 0; p < NPROD; p++) {
+          const uint64_t dv = desc_sw128(vb + (uint32_t)(xp_b<NP>(p) * C::KVP), BN * 128, 1024);
+#pragma unroll
+          for (int kk = 0; kk < BN / 16; kk++) mma_rs<D, true>(o, pa[xp_a<NP>(p)][kk], dv + (uint64_t)(kk * 128));
         }
         commit();
       };
@@ -455,6 +477,10 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       auto pv = [&](int j) {
         uint32_t vb = sV + (uint32_t)(((it + j) % ST) * C::KV_BYTES);
         asm volatile("" : "+r"(vb));
+        if (!EXACT) {
+          pv_o(vb);
+          return;
+        }
         pv_cols(vb, 0);
 #pragma unroll
         for (int c0 = DO; c0 < D; c0 += DO) { /* each part folded before the next starts (ot is reused) */
@@ -467,22 +493,24 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         }
       };
       auto softmax = [&](float(&s)[BN / 2], int j, float(&alpha)[2]) {
-        if (D > 128) {
+        if (HH < D / 16) {
           pin(sg);
 #pragma unroll
           for (int i = 0; i < BN / 2; i++) s[i] += sg[i];
         }
-        wg_softmax<BN, true>(s, m, l, alpha, j * BN, nk, wrow, off, causal, u, g, t);
+        wg_softmax<BN, EXACT>(s, m, l, alpha, j * BN, nk, wrow, off, causal, u, g, t);
       };
       auto pack = [&](const float(&s)[BN / 2]) {
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
-          for (int e = 0; e < 4; e++) split3(s[8 * kk + 2 * e], s[8 * kk + 2 * e + 1], pa[0][kk][e], pa[1][kk][e], pa[2][kk][e]);
+          for (int e = 0; e < 4; e++) split_parts<NP>(s[8 * kk + 2 * e], s[8 * kk + 2 * e + 1], pa[0][kk][e], pa[1][kk][e], pa[NP - 1][kk][e]);
       };
       auto last = [&] {
-        pin(ot);
-        add_ot(D - DO);
+        if (EXACT) {
+          pin(ot);
+          add_ot(D - DO);
+        }
       };
       auto fold = [&](const float(&alpha)[2]) {
         last();
@@ -519,6 +547,11 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   X(64, 64, 1)          \
   X(128, 64, 2)         \
   X(128, 64, 1)
+/* TF32 at d = 256 (no room for tf32 Q and K and V^T stages): two bf16 parts an operand, three
+ * products, about 2^-16 relative */
+#define WGP_VARIANTS(X) \
+  X(256, 32, 2, 1)      \
+  X(256, 64, 1, 1)
 #define WGX_VARIANTS(X) \
   X(64, 64, 2, 2)       \
   X(64, 64, 2, 1)       \
@@ -531,7 +564,10 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   template __global__ void pcu_wgt::k_flash_wgmma_tf32<pcu_wgt::Cfg<D, BN, NC>>(pcu_flash_args, int, int, int, int);
 #define RTC_WGX(D, BN, ST, NC) \
   template __global__ void pcu_wgt::k_flash_wgmma_x3<pcu_wgt::CfgX<D, BN, ST, NC>>(pcu_flash_args, int, int, int, int);
+#define RTC_WGP(D, BN, ST, NC) \
+  template __global__ void pcu_wgt::k_flash_wgmma_x3<pcu_wgt::CfgX<D, BN, ST, NC, 2>>(pcu_flash_args, int, int, int, int);
 WGT_VARIANTS(RTC_WGT)
+WGP_VARIANTS(RTC_WGP)
 WGX_VARIANTS(RTC_WGX)
 #else /* host side */
 
@@ -551,7 +587,10 @@ struct wgt_variant {
 #define PCU_WGX_ROW(D, BN, ST, NC)                                                                                         \
   {D, pcu_wgt::CfgX<D, BN, ST, NC>::BM, pcu_wgt::CfgX<D, BN, ST, NC>::THREADS, pcu_wgt::CfgX<D, BN, ST, NC>::SMEM, \
    pcu_wgt::k_flash_wgmma_x3<pcu_wgt::CfgX<D, BN, ST, NC>>},
-const wgt_variant wgt_variants[] = {WGT_VARIANTS(PCU_WGT_ROW)};
+#define PCU_WGP_ROW(D, BN, ST, NC)                                                                                            \
+  {D, pcu_wgt::CfgX<D, BN, ST, NC, 2>::BM, pcu_wgt::CfgX<D, BN, ST, NC, 2>::THREADS, pcu_wgt::CfgX<D, BN, ST, NC, 2>::SMEM, \
+   pcu_wgt::k_flash_wgmma_x3<pcu_wgt::CfgX<D, BN, ST, NC, 2>>},
+const wgt_variant wgt_variants[] = {WGT_VARIANTS(PCU_WGT_ROW) WGP_VARIANTS(PCU_WGP_ROW)};
 const wgt_variant wgx_variants[] = {WGX_VARIANTS(PCU_WGX_ROW)};
 
 } /* namespace */

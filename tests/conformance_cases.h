@@ -111,6 +111,7 @@ static const conf_case attention_bases[] = {
   {ATT(1, 4, 4, 96, 96, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1, .lse = 1},
   {ATT(1, 4, 2, 200, 333, 128, 128), .precision = PATTN_PRECISION_TF32, .lse = 1}, /* GQA, several kv tiles */
   {ATT(2, 2, 2, 130, 70, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1},   /* nq > nk */
+  {ATT(1, 4, 2, 130, 200, 256, 256), .precision = PATTN_PRECISION_TF32, .causal = 1, .lse = 1}, /* D = 256, GQA */
 };
 
 static const conf_case backward_bases[] = {

@@ -109,9 +109,9 @@ typedef struct pcu_tf32_plan {
 } pcu_tf32_plan;
 int pcu_flash_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int tf32_only, pcu_tf32_plan *p);
 int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, const pcu_tf32_plan *p, void *ws);
-/* flash_wgmma_f32.cu: f32 attention on Hopper's wgmma (no mask, 16-byte aligned rows), exact
- * (three bf16 parts an operand; head dims 64, 128, 256) or, if tf32, the TF32 precision (head
- * dims 64, 128); cudaErrorNotSupported where it does not apply (then use flash_tf32.cu). */
+/* flash_wgmma_f32.cu: f32 attention on Hopper's wgmma (no mask, 16-byte aligned rows, head
+ * dims 64, 128, 256), exact (three bf16 parts an operand) or, if tf32, the TF32 precision;
+ * cudaErrorNotSupported where it does not apply (then use flash_tf32.cu). */
 int pcu_flash_wgmma_f32_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin, int tf32);
 
 /* ---- fused attention backward: flash_mma_bwd.cu (f16/bf16 on tensor cores, cc >= 80) and
