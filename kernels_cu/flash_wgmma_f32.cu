@@ -48,14 +48,54 @@ template <int D_, int BN_, int NC_ = 2> struct Cfg {
 };
 
 #if PCU_WGMMA_DEVICE
-/* Byte offset of element (r, c) of a tile of `rows` rows stored as boxes of 32 f32 columns in
- * the 128-byte swizzle layout. */
-__device__ __forceinline__ uint32_t sw_off(int r, int c, int rows) {
-  return (uint32_t)((c >> 5) * rows * 128 + r * 128 + ((((c & 31) >> 2) ^ (r & 7)) << 4) + (c & 3) * 4);
+/* Byte offset of element (r, c) of a tile of `rows` rows of ES-byte elements stored as boxes of
+ * 128 bytes (32 f32 or 64 bf16 columns) in the 128-byte swizzle layout. */
+template <int ES> __device__ __forceinline__ uint32_t sw_off(int r, int c, int rows) {
+  static_assert(ES == 2 || ES == 4, "element size");
+  constexpr int BS = ES == 4 ? 5 : 6, CS = ES == 4 ? 2 : 3; /* log2 of the columns a box, a 16-byte chunk */
+  return (uint32_t)((c >> BS) * rows * 128 + r * 128 + ((((c & ((1 << BS) - 1)) >> CS) ^ (r & 7)) << 4) + (c & ((1 << CS) - 1)) * ES);
 }
-__device__ __forceinline__ float rna(float x) { return __uint_as_float(tf32_rna(x)); }
-__device__ __forceinline__ void st_shared4(uint32_t addr, float a, float b, float c, float d) {
-  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+/* Four 32-bit values (f32 or bf16 pairs) to shared memory, 16-byte aligned. */
+__device__ __forceinline__ void st_shared4(uint32_t addr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+enum { KF, KE, VF, VE }; /* the barriers of a K/V stage: K full, K empty, V full, V empty */
+/* Shared-memory addresses of a block: the Q, K and V tiles, the stage barriers from b0. */
+template <int ST> struct wgt_smem {
+  uint32_t q, k, v, b0;
+  __device__ __forceinline__ uint32_t bar(int kind, int st) const { return b0 + 8u * (uint32_t)(kind * ST + st); }
+};
+/* The start of both kernels: Q, then ST stages of K, then of V in dynamic shared memory (the
+ * first 1024-byte aligned, as the swizzle pattern needs), and each stage's barriers in bars
+ * (64 loader threads fill a stage, the consumers' 128 NC threads empty it), initialised and
+ * visible to the block. */
+template <class C> __device__ __forceinline__ wgt_smem<C::ST> wgt_start(uint64_t *bars) {
+  extern __shared__ __align__(128) uint8_t smem_f32[];
+  wgt_smem<C::ST> m;
+  m.q = (smem_addr(smem_f32) + 1023u) & ~1023u;
+  m.k = m.q + C::Q_BYTES;
+  m.v = m.k + C::ST * C::KV_BYTES;
+  m.b0 = smem_addr(bars);
+  if (threadIdx.x == 0) {
+    wg_kv_bars_init<C::ST>(m.b0, 64, 128 * C::NC);
+    mbar_init_fence();
+  }
+  __syncthreads();
+  return m;
+}
+/* The end of a work item (wg_forward_store): f32 pairs where vout (out f32 with 8-byte aligned
+ * rows), else element by element in out's dtype. */
+template <int D>
+__device__ __forceinline__ void wgt_store(const pcu_flash_args &a, const float (&o)[D / 2], const float (&m)[2],
+                                          const float (&l)[2], int wrow, int nq, int ib, int is, int ih, int g, int t, bool vout) {
+  wg_forward_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
+    if (vout) {
+      *(float2 *)((float *)a.out.buf + at) = make_float2(x0, x1);
+    } else {
+      pcu_store(a.out.buf, a.out.dtype, at, x0);
+      pcu_store(a.out.buf, a.out.dtype, at + 1, x1);
+    }
+  });
 }
 /* Row `row` of view v (< n), 4 columns from c (16-byte aligned), or zeros past n. */
 __device__ __forceinline__ float4 ld_row4(const pcu_view &v, int64_t base, int row, int n, int c) {
@@ -69,24 +109,15 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     k_flash_wgmma_tf32(pcu_flash_args a, int nqt, int nwork, int off, int flags) {
 #if PCU_WGMMA_DEVICE
   constexpr int D = C::D, BN = C::BN, BM = C::BM, ST = C::ST;
-  extern __shared__ __align__(128) uint8_t smem_wt[];
   __shared__ __align__(8) uint64_t bars[4 * ST];
-  const uint32_t sQ = (smem_addr(smem_wt) + 1023u) & ~1023u, sK = sQ + C::Q_BYTES, sV = sK + ST * C::KV_BYTES;
-  /* barriers per stage: K full, K empty, V full, V empty */
-  const uint32_t b0 = smem_addr(&bars[0]);
-  auto bar = [&](int kind, int st) { return b0 + 8u * (uint32_t)(kind * ST + st); };
-  enum { KF, KE, VF, VE };
+  const wgt_smem<ST> sm = wgt_start<C>(bars);
+  const uint32_t sQ = sm.q, sK = sm.k, sV = sm.v;
+  auto bar = [&](int kind, int st) { return sm.bar(kind, st); };
   const int tid = threadIdx.x, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0);
   const int nq = (int)a.q.n, nk = (int)a.k.n;
   const bool causal = a.causal != 0;
   auto tiles_of = [&](const pcu_flash_tile_t<int> &tile) { return wg_kv_tiles<BM, BN>(tile.qt * BM, nq, nk, off, causal); };
-
-  if (tid == 0) {
-    wg_kv_bars_init<ST>(b0, 64, 128 * C::NC);
-    mbar_init_fence();
-  }
-  __syncthreads();
 
   if (wg == 0) { /* the loader: warps 0-1 K, warps 2-3 V */
     const bool isv = tid >= 64;
@@ -116,7 +147,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #pragma unroll
             for (int u = 0; u < U; u++) {
               const int i = i0 + u * 64 + lt, r = i / C4, c = (i % C4) * 4;
-              st_shared4(dst + sw_off(r, c, BN), rna(x[u].x), rna(x[u].y), rna(x[u].z), rna(x[u].w));
+              st_shared4(dst + sw_off<4>(r, c, BN), tf32_rna(x[u].x), tf32_rna(x[u].y), tf32_rna(x[u].z), tf32_rna(x[u].w));
             }
           }
         } else {
@@ -138,10 +169,10 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #pragma unroll
             for (int u = 0; u < TB; u++) {
               const int task = t0 + 2 * u + wv, kb = (task % (BN / 32)) * 4 + kq, cq = (task / (BN / 32)) * 4 + cl;
-              st_shared4(dst + sw_off(4 * cq + 0, 8 * kb + 4 * p, D), rna(x[u][0].x), rna(x[u][1].x), rna(x[u][2].x), rna(x[u][3].x));
-              st_shared4(dst + sw_off(4 * cq + 1, 8 * kb + 4 * p, D), rna(x[u][0].y), rna(x[u][1].y), rna(x[u][2].y), rna(x[u][3].y));
-              st_shared4(dst + sw_off(4 * cq + 2, 8 * kb + 4 * p, D), rna(x[u][0].z), rna(x[u][1].z), rna(x[u][2].z), rna(x[u][3].z));
-              st_shared4(dst + sw_off(4 * cq + 3, 8 * kb + 4 * p, D), rna(x[u][0].w), rna(x[u][1].w), rna(x[u][2].w), rna(x[u][3].w));
+              st_shared4(dst + sw_off<4>(4 * cq + 0, 8 * kb + 4 * p, D), tf32_rna(x[u][0].x), tf32_rna(x[u][1].x), tf32_rna(x[u][2].x), tf32_rna(x[u][3].x));
+              st_shared4(dst + sw_off<4>(4 * cq + 1, 8 * kb + 4 * p, D), tf32_rna(x[u][0].y), tf32_rna(x[u][1].y), tf32_rna(x[u][2].y), tf32_rna(x[u][3].y));
+              st_shared4(dst + sw_off<4>(4 * cq + 2, 8 * kb + 4 * p, D), tf32_rna(x[u][0].z), tf32_rna(x[u][1].z), tf32_rna(x[u][2].z), tf32_rna(x[u][3].z));
+              st_shared4(dst + sw_off<4>(4 * cq + 3, 8 * kb + 4 * p, D), tf32_rna(x[u][0].w), tf32_rna(x[u][1].w), tf32_rna(x[u][2].w), tf32_rna(x[u][3].w));
             }
           }
         }
@@ -178,7 +209,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #pragma unroll
         for (int u = 0; u < QU; u++) {
           const int i = ct + 128 * u, r = i / C4, c = (i % C4) * 4;
-          st_shared4(sQ + sw_off(cw * 64 + r, c, BM), rna(x[u].x), rna(x[u].y), rna(x[u].z), rna(x[u].w));
+          st_shared4(sQ + sw_off<4>(cw * 64 + r, c, BM), tf32_rna(x[u].x), tf32_rna(x[u].y), tf32_rna(x[u].z), tf32_rna(x[u].w));
         }
         fence_proxy_async();
         bar_sync(1 + cw, 128);
@@ -206,10 +237,10 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       auto pack = [&](const float(&s)[BN / 2]) {
 #pragma unroll
         for (int kk = 0; kk < BN / 8; kk++) {
-          pa[kk][0] = __float_as_uint(rna(s[4 * kk + 0]));
-          pa[kk][1] = __float_as_uint(rna(s[4 * kk + 2]));
-          pa[kk][2] = __float_as_uint(rna(s[4 * kk + 1]));
-          pa[kk][3] = __float_as_uint(rna(s[4 * kk + 3]));
+          pa[kk][0] = tf32_rna(s[4 * kk + 0]);
+          pa[kk][1] = tf32_rna(s[4 * kk + 2]);
+          pa[kk][2] = tf32_rna(s[4 * kk + 1]);
+          pa[kk][3] = tf32_rna(s[4 * kk + 3]);
         }
       };
 
@@ -218,15 +249,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       bar_sync(1 + cw, 128); /* every warp's products that read Q are done before the next item's Q */
     }
 
-    const bool vout = flags & 1;
-    wg_forward_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
-      if (vout) {
-        *(float2 *)((float *)a.out.buf + at) = make_float2(x0, x1);
-      } else {
-        pcu_store(a.out.buf, a.out.dtype, at, x0);
-        pcu_store(a.out.buf, a.out.dtype, at + 1, x1);
-      }
-    });
+    wgt_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, flags & 1);
   }
 #else
   (void)a; (void)nqt; (void)nwork; (void)off; (void)flags;
@@ -259,10 +282,6 @@ template <int D_, int BN_, int ST_, int NC_, int NP_ = 3> struct CfgX {
 };
 
 #if PCU_WGMMA_DEVICE
-/* Byte offset of element (r, c) of a 16-bit tile of `rows` rows in boxes of 64 columns. */
-__device__ __forceinline__ uint32_t sw16_off(int r, int c, int rows) {
-  return (uint32_t)((c >> 6) * rows * 128 + r * 128 + ((((c & 63) >> 3) ^ (r & 7)) << 4) + (c & 7) * 2);
-}
 /* x0, x1 as NP bf16 pairs h, m (, l) (x0 in the low halves; l untouched where NP = 2). */
 template <int NP> __device__ __forceinline__ void split_parts(float x0, float x1, uint32_t &h, uint32_t &m, uint32_t &l) {
   h = pack_rn<true>(x0, x1);
@@ -275,9 +294,6 @@ template <int NP> __device__ __forceinline__ void split_parts(float x0, float x1
     l = pack_rn<true>(x0, x1);
   }
 }
-__device__ __forceinline__ void st_shared4u(uint32_t addr, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
-}
 /* 8 consecutive f32 (a, b) as one 16-byte chunk of each part: part i at addr + i part. */
 template <int NP> __device__ __forceinline__ void st_split8(uint32_t addr, uint32_t part, const float4 &a, const float4 &b) {
   uint32_t h[4], m[4], l[4];
@@ -285,9 +301,9 @@ template <int NP> __device__ __forceinline__ void st_split8(uint32_t addr, uint3
   split_parts<NP>(a.z, a.w, h[1], m[1], l[1]);
   split_parts<NP>(b.x, b.y, h[2], m[2], l[2]);
   split_parts<NP>(b.z, b.w, h[3], m[3], l[3]);
-  st_shared4u(addr, h[0], h[1], h[2], h[3]);
-  st_shared4u(addr + part, m[0], m[1], m[2], m[3]);
-  if (NP == 3) st_shared4u(addr + 2 * part, l[0], l[1], l[2], l[3]);
+  st_shared4(addr, h[0], h[1], h[2], h[3]);
+  st_shared4(addr + part, m[0], m[1], m[2], m[3]);
+  if (NP == 3) st_shared4(addr + 2 * part, l[0], l[1], l[2], l[3]);
 }
 /* The part products, smallest first, as (part of the A operand, part of the B operand): six
  * of three parts (h l', m m', l h', h m', m h', h h'), three of two (h m', m h', h h'). */
@@ -306,23 +322,15 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #if PCU_WGMMA_DEVICE
   constexpr int D = C::D, BN = C::BN, BM = C::BM, ST = C::ST, NC = C::NC, NP = C::NP, NPROD = xp_count<NP>();
   constexpr bool EXACT = NP == 3;
-  extern __shared__ __align__(128) uint8_t smem_wx[];
   __shared__ __align__(8) uint64_t bars[4 * ST];
-  const uint32_t sQ = (smem_addr(smem_wx) + 1023u) & ~1023u, sK = sQ + C::Q_BYTES, sV = sK + ST * C::KV_BYTES;
-  const uint32_t b0 = smem_addr(&bars[0]);
-  auto bar = [&](int kind, int st) { return b0 + 8u * (uint32_t)(kind * ST + st); };
-  enum { KF, KE, VF, VE };
+  const wgt_smem<ST> sm = wgt_start<C>(bars);
+  const uint32_t sQ = sm.q, sK = sm.k, sV = sm.v;
+  auto bar = [&](int kind, int st) { return sm.bar(kind, st); };
   const int tid = threadIdx.x, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0);
   const int nq = (int)a.q.n, nk = (int)a.k.n;
   const bool causal = a.causal != 0;
   auto tiles_of = [&](const pcu_flash_tile_t<int> &tile) { return wg_kv_tiles<BM, BN>(tile.qt * BM, nq, nk, off, causal); };
-
-  if (tid == 0) {
-    wg_kv_bars_init<ST>(b0, 64, 128 * NC);
-    mbar_init_fence();
-  }
-  __syncthreads();
 
   /* two consumers: registers from the loader to them, within the block's 3 x 168 a thread
    * (setmaxnreg.inc waits for registers the block has; 88 + 2 x 208 = 504) */
@@ -368,7 +376,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int i = u * 64 + lt;
-        st_split8<NP>(dst + sw16_off(i / C8, (i % C8) * 8, BN), C::KVP, x[u][0], x[u][1]);
+        st_split8<NP>(dst + sw_off<2>(i / C8, (i % C8) * 8, BN), C::KVP, x[u][0], x[u][1]);
       }
       fence_proxy_async();
       mbar_arrive(bar(full, st));
@@ -415,7 +423,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 #pragma unroll
           for (int u = 0; u < B; u++) {
             const int i = ct + 128 * (u0 + u);
-            st_split8<NP>(sQ + sw16_off(cw * 64 + i / C8, (i % C8) * 8, BM), C::QP, x[u][0], x[u][1]);
+            st_split8<NP>(sQ + sw_off<2>(cw * 64 + i / C8, (i % C8) * 8, BM), C::QP, x[u][0], x[u][1]);
           }
         }
         fence_proxy_async();
@@ -522,15 +530,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       bar_sync(1 + cw, 128);
     }
 
-    const bool vout = flags & 1;
-    wg_forward_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
-      if (vout) {
-        *(float2 *)((float *)a.out.buf + at) = make_float2(x0, x1);
-      } else {
-        pcu_store(a.out.buf, a.out.dtype, at, x0);
-        pcu_store(a.out.buf, a.out.dtype, at + 1, x1);
-      }
-    });
+    wgt_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, flags & 1);
   }
 #else
   (void)a; (void)nqt; (void)nwork; (void)off; (void)flags;
@@ -614,14 +614,15 @@ extern "C" int pcu_flash_wgmma_f32_forward(cudaStream_t s, const pcu_flash_args 
     return (int)cudaErrorNotSupported;
   const wgt_variant *tab = tf32 ? wgt_variants : wgx_variants;
   const int ntab = tf32 ? (int)(sizeof wgt_variants / sizeof wgt_variants[0]) : (int)(sizeof wgx_variants / sizeof wgx_variants[0]);
-  int vi = pcu_pick_variant(tab, ntab, (int)d, tf32 ? "PATTN_CUDA_WGT_CFG" : "PATTN_CUDA_WGX_CFG",
+  const char *knob = tf32 ? "PATTN_CUDA_WGT_CFG" : "PATTN_CUDA_WGX_CFG";
+  int vi = pcu_pick_variant(tab, ntab, (int)d, knob,
                                   [&](const wgt_variant &w) { return w.smem <= smem_optin; });
   if (vi < 0) return (int)cudaErrorNotSupported;
   const int64_t units = a->q.nh * a->q.ns * a->q.nb;
   /* a row of 64-row items where those still fit in one wave of blocks (not where a knob picks):
    * with one consumer a block is slower, so it pays only where it fills idle SMs (run 71:
    * TF32 1.6-1.7x and exact 1.1-1.2x slower at b=1 h=12 n=1024, 96 items of 128 rows) */
-  if (!(tf32 ? getenv("PATTN_CUDA_WGT_CFG") : getenv("PATTN_CUDA_WGX_CFG")) && a->num_sms > 0 &&
+  if (!getenv(knob) && a->num_sms > 0 &&
       2 * ((nq + tab[vi].bm - 1) / tab[vi].bm) * units <= a->num_sms)
     for (int i = 0; i < ntab; i++)
       if (tab[i].d == d && tab[i].bm == 64 && tab[i].smem <= smem_optin) vi = i;
