@@ -22,7 +22,9 @@
  *     softmax overlaps the latter (FlashAttention-3's intra-warpgroup pipelining).
  *   - Causal: score checks only on the tiles that need them; a block visits the tiles its
  *     last row sees.
- * Grid: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt): the longest causal tiles first. */
+ * Grid: blockIdx.x = ((ib*ns + is)*hq + ih)*nqt + (nqt-1-qt): the longest causal tiles first.
+ * f32 q, k, v with PATTN_PRECISION_TF32 run here too, as scaled f16 copies (SCALED; see "TF32
+ * through f16" below). */
 #ifndef __CUDACC_RTC__
 #include <stdlib.h>
 #endif
@@ -48,7 +50,7 @@ template <int D_, int BN_, int ST_> struct Cfg {
   static_assert(D % 64 == 0 && BN % 64 == 0 && BN <= 256 && ST >= 2, "tile shape");
 };
 
-template <class C, bool BF16>
+template <class C, bool BF16, bool SCALED = false>
 __global__ void __launch_bounds__(C::THREADS, 1)
     k_flash_wgmma(PCU_TMAP tq, PCU_TMAP tk, PCU_TMAP tv, pcu_flash_args a, int nqt, int nwork, int off, int flags) {
 #if PCU_WGMMA_DEVICE
@@ -114,7 +116,9 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   }
   regs_inc<240>();
   const int cw = wg - 1, w4 = (tid >> 5) & 3;
-  const float u = a.scale * PCU_LOG2E;
+  /* the softmax scale and out_scale, with the copies' scales undone (SCALED) */
+  auto scales = [&] { return SCALED ? pcu_f16_unscale(a) : make_float2(a.scale, a.out_scale); };
+  const float u = scales().x * PCU_LOG2E;
   /* Q: this warpgroup's 64 rows of each 64-column box; a k16 step is 32 bytes inside the
    * 128-byte row, then the next box (descriptor units: >> 4) */
   const uint64_t dq = desc_sw128(sQ + (uint32_t)(cw * 64 * 128), 16, 1024);
@@ -166,12 +170,13 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       it += ntiles;
     }
 
-    const bool vout = flags & 1;
-    wg_forward_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
-      if (vout) {
+    wg_forward_store<D>(a, scales(), o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
+      if (flags & 1) {
         const uint32_t w = a.out.dtype == PCU_BF16 ? (uint32_t)pcu_f32_to_bf16(x0) | ((uint32_t)pcu_f32_to_bf16(x1) << 16)
                                                    : (uint32_t)pcu_f32_to_f16(x0) | ((uint32_t)pcu_f32_to_f16(x1) << 16);
         *(uint32_t *)((uint16_t *)a.out.buf + at) = w;
+      } else if (SCALED && (flags & 2)) {
+        *(float2 *)((float *)a.out.buf + at) = make_float2(x0, x1);
       } else {
         pcu_store(a.out.buf, a.out.dtype, at, x0);
         pcu_store(a.out.buf, a.out.dtype, at + 1, x1);
@@ -195,11 +200,9 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   X(256, 64, 2)
 
 #ifdef __CUDACC_RTC__
-#define RTC_WG(D, BN, ST)                                                                                            \
-  template __global__ void pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, false>(PCU_TMAP, PCU_TMAP, PCU_TMAP, pcu_flash_args, int, \
-                                                                               int, int, int);                                 \
-  template __global__ void pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, true>(PCU_TMAP, PCU_TMAP, PCU_TMAP, pcu_flash_args, int,  \
-                                                                              int, int, int);
+#define RTC_WG1(D, BN, ST, BF, SC) \
+  template __global__ void pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, BF, SC>(PCU_TMAP, PCU_TMAP, PCU_TMAP, pcu_flash_args, int, int, int, int);
+#define RTC_WG(D, BN, ST) RTC_WG1(D, BN, ST, false, false) RTC_WG1(D, BN, ST, true, false) RTC_WG1(D, BN, ST, false, true)
 WG_VARIANTS(RTC_WG)
 #else /* host side */
 
@@ -211,36 +214,37 @@ typedef void (*wg_kernel_fn)(const pcu_tmap, const pcu_tmap, const pcu_tmap, pcu
 struct wg_variant {
   int d, bn;
   size_t smem;
-  wg_kernel_fn k[2]; /* [bf16] */
+  wg_kernel_fn k[3]; /* f16, bf16, f16 scaled (PATTN_PRECISION_TF32) */
 };
 
-#define PCU_WG_ROW(D, BN, ST) \
-  {D, BN, pcu_wg::Cfg<D, BN, ST>::SMEM, {pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, false>, pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, true>}},
+#define PCU_WG_ROW(D, BN, ST)                                                                                \
+  {D, BN, pcu_wg::Cfg<D, BN, ST>::SMEM,                                                                        \
+   {pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, false>, pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, true>, \
+    pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, false, true>}},
 const wg_variant wg_variants[] = {WG_VARIANTS(PCU_WG_ROW)};
 
 } /* namespace */
 
-/* cudaErrorNotSupported when this path does not apply (the caller then uses flash_mma.cu).
- * Built only where the module carries sm_90a code (PCU_WGMMA_BUILT, set by meson.build), and
- * run only on compute capability 9.0, the one that sm_90a code runs on.
- * PATTN_CUDA_WGMMA=0 (temporary, for benchmarks) turns this path off; PATTN_CUDA_WG_CFG=k
- * starts the search at the k-th entry of the head dim's list. */
-extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin) {
-#ifndef PCU_WGMMA_BUILT
-  (void)s; (void)a; (void)cc; (void)smem_optin; (void)wg_variants;
-  return (int)cudaErrorNotSupported;
-#else
-  const int64_t nq = a->q.n, nk = a->k.n, d = a->q.d;
-  if (!pcu_wgmma_usable(cc) || !pcu_flash_tc_args(a) || a->mask.buf || a->k.d != d || a->v.d != d || (d != 64 && d != 128 && d != 256))
-    return (int)cudaErrorNotSupported;
-  const int i = pcu_pick_variant(wg_variants, (int)(sizeof wg_variants / sizeof wg_variants[0]), (int)d, "PATTN_CUDA_WG_CFG",
-                                 [&](const wg_variant &v) { return v.smem <= smem_optin; });
-  if (i < 0) return (int)cudaErrorNotSupported;
+#ifdef PCU_WGMMA_BUILT
+/* The variant for a's head dim (a knob's pick first) whose shared memory fits, or -1. */
+static int wg_pick(const pcu_flash_args *a, size_t smem_optin) {
+  return pcu_pick_variant(wg_variants, (int)(sizeof wg_variants / sizeof wg_variants[0]), (int)a->q.d, "PATTN_CUDA_WG_CFG",
+                          [&](const wg_variant &v) { return v.smem <= smem_optin; });
+}
+/* Whether this path takes q, k and v of a's shape (their dtype aside). */
+static bool wg_applies(const pcu_flash_args *a, int cc) {
+  const int64_t d = a->q.d;
+  return pcu_wgmma_usable(cc) && pcu_flash_tc_shape(a) && !a->mask.buf && a->k.d == d && a->v.d == d &&
+         (d == 64 || d == 128 || d == 256);
+}
+/* The launch of variant i for 16-bit q, k, v. */
+static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i) {
   const wg_variant *v = &wg_variants[i];
+  const int64_t nq = a->q.n, nk = a->k.n;
   pcu_tmap tq, tk, tv;
   if (!pcu_make_tmap(&tq, a->q, 128) || !pcu_make_tmap(&tk, a->k, v->bn) || !pcu_make_tmap(&tv, a->v, v->bn))
     return (int)cudaErrorNotSupported;
-  wg_kernel_fn kernel = v->k[a->q.dtype == PCU_BF16];
+  wg_kernel_fn kernel = v->k[a->f16_max ? 2 : a->q.dtype == PCU_BF16];
   const int64_t nqt = (nq + 127) / 128, nwork = nqt * a->q.nh * a->q.ns * a->q.nb;
   if (nwork <= 0) return 0;
   if (nwork > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
@@ -252,9 +256,113 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
   cudaError_t e = pcu_prepare_smem((const void *)kernel, v->smem);
   if (e != cudaSuccess) return (int)e;
   const int64_t off = pcu_clamp_causal(a->causal_offset, nq, nk);
-  const int vout = (a->out.dtype == PCU_F16 || a->out.dtype == PCU_BF16) && pcu_rows_aligned(a->out, 2, 4);
+  /* out's stores: 16-bit pairs (1), f32 pairs (2), else element by element */
+  const int vout = (a->out.dtype == PCU_F16 || a->out.dtype == PCU_BF16) && pcu_rows_aligned(a->out, 2, 4) ? 1
+                   : a->out.dtype == PCU_F32 && pcu_rows_aligned(a->out, 4, 8)                               ? 2
+                                                                                                               : 0;
   kernel<<<(unsigned)blocks, 384, v->smem, s>>>(tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
   return (int)cudaGetLastError();
+}
+#endif
+
+/* cudaErrorNotSupported when this path does not apply (the caller then uses flash_mma.cu).
+ * Built only where the module carries sm_90a code (PCU_WGMMA_BUILT, set by meson.build), and
+ * run only on compute capability 9.0, the one that sm_90a code runs on.
+ * PATTN_CUDA_WGMMA=0 (temporary, for benchmarks) turns this path off; PATTN_CUDA_WG_CFG=k
+ * starts the search at the k-th entry of the head dim's list. */
+extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin) {
+#ifndef PCU_WGMMA_BUILT
+  (void)s; (void)a; (void)cc; (void)smem_optin; (void)wg_variants;
+  return (int)cudaErrorNotSupported;
+#else
+  if (!wg_applies(a, cc) || !pcu_flash_tc_args(a)) return (int)cudaErrorNotSupported;
+  const int i = wg_pick(a, smem_optin);
+  return i < 0 ? (int)cudaErrorNotSupported : wg_launch(s, a, i);
+#endif
+}
+
+/* ---- PATTN_PRECISION_TF32 through f16 ----
+ * f16 keeps 11 significant bits, as many as tf32 (rounded to nearest, as SPEC.md's TF32 row
+ * assumes), but only 5 exponent bits. So f32 q, k and v are copied to f16, each scaled by a
+ * power of two that brings its largest finite magnitude into [2^14, 2^15) (pcu_f16_scaled),
+ * and the f16 kernel above undoes the scales in the softmax's scale and out_scale
+ * (pcu_flash_scales). Every product then rounds as TF32 does, except values below 2^-28 of
+ * their tensor's largest magnitude, which become f16 subnormals (an absolute error of at most
+ * 2^-40 of that magnitude). The copies cost a workspace of 2 bytes an element of q, k and v,
+ * taken TF32_F16_CHUNK bytes' worth of batches at a time (at least one batch). */
+#define TF32_F16_CHUNK ((int64_t)256 << 20)
+#define TF32_F16_BLOCKS 2048                                    /* the most blocks of pcu_f16_scaled */
+#define TF32_F16_HEAD (256 + 3 * TF32_F16_BLOCKS * sizeof(float)) /* before the copies: maxima, partial maxima */
+
+/* Elements of q, k and v in nb batches of a. */
+static int64_t tf32_f16_elems(const pcu_flash_args *a, int64_t nb) {
+  return nb * a->q.ns * (a->q.nh * a->q.n + a->k.nh * a->k.n + a->v.nh * a->v.n) * a->q.d;
+}
+
+extern "C" size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int64_t *nb_chunk) {
+#ifndef PCU_WGMMA_BUILT
+  (void)a; (void)cc; (void)smem_optin; (void)nb_chunk;
+  return 0;
+#else
+  if (!wg_applies(a, cc) || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 || a->v.dtype != PCU_F32 ||
+      !pcu_rows_aligned(a->q, 4, 16) || !pcu_rows_aligned(a->k, 4, 16) || !pcu_rows_aligned(a->v, 4, 16) || wg_pick(a, smem_optin) < 0)
+    return 0;
+  const int64_t per = 2 * tf32_f16_elems(a, 1);
+  if (per <= 0) return 0;
+  int64_t nb = TF32_F16_CHUNK / per;
+  nb = nb < 1 ? 1 : nb > a->q.nb ? a->q.nb : nb;
+  *nb_chunk = nb;
+  return (size_t)(TF32_F16_HEAD + per * nb);
+#endif
+}
+
+#ifdef PCU_WGMMA_BUILT
+static int64_t view_elems(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
+/* View v restricted to batches b0 .. b0 + nb - 1. */
+static pcu_view batches(pcu_view v, int64_t b0, int64_t nb) {
+  v.offset += b0 * v.sb;
+  v.nb = nb;
+  return v;
+}
+/* A dense f16 view of v's shape at buf. */
+static pcu_view dense_f16(const pcu_view &v, uint16_t *buf) {
+  pcu_view w = v;
+  w.buf = buf;
+  w.dtype = PCU_F16;
+  w.offset = 0;
+  w.sn = w.d;
+  w.sh = w.n * w.sn;
+  w.ss = w.nh * w.sh;
+  w.sb = w.ns * w.ss;
+  return w;
+}
+#endif
+
+extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, size_t smem_optin, void *ws, int64_t nb_chunk) {
+#ifndef PCU_WGMMA_BUILT
+  (void)s; (void)a; (void)smem_optin; (void)ws; (void)nb_chunk;
+  return (int)cudaErrorNotSupported;
+#else
+  const int i = wg_pick(a, smem_optin);
+  if (i < 0 || nb_chunk < 1) return (int)cudaErrorNotSupported;
+  unsigned *max = (unsigned *)ws;
+  for (int64_t b0 = 0; b0 < a->q.nb; b0 += nb_chunk) {
+    const int64_t nb = a->q.nb - b0 < nb_chunk ? a->q.nb - b0 : nb_chunk;
+    pcu_flash_args f = *a;
+    const pcu_view src[3] = {batches(a->q, b0, nb), batches(a->k, b0, nb), batches(a->v, b0, nb)};
+    uint16_t *const q16 = (uint16_t *)((char *)ws + TF32_F16_HEAD), *const k16 = q16 + view_elems(src[0]);
+    uint16_t *const dst[3] = {q16, k16, k16 + view_elems(src[1])};
+    f.q = dense_f16(src[0], dst[0]);
+    f.k = dense_f16(src[1], dst[1]);
+    f.v = dense_f16(src[2], dst[2]);
+    f.out = batches(a->out, b0, nb);
+    if (f.lse.buf) f.lse = batches(a->lse, b0, nb);
+    f.f16_max = max;
+    int e = pcu_f16_scaled(s, src, dst, (float *)((char *)ws + 256), TF32_F16_BLOCKS, max);
+    if (e == 0) e = wg_launch(s, &f, i);
+    if (e != 0) return e;
+  }
+  return 0;
 #endif
 }
 #endif /* !__CUDACC_RTC__ */

@@ -3,9 +3,11 @@
  * the case they serve faster on an H100/H200: no mask, equal head dims, f32 q, k, v with
  * 16-byte aligned rows. Everything else stays with flash_tf32.cu (the host returns
  * cudaErrorNotSupported).
- *  - PATTN_PRECISION_TF32: tf32 operands (k_flash_wgmma_tf32, head dims 64 and 128); at head
- *    dim 256, where tf32 Q, K and V^T stages do not fit, every operand as two bf16 parts and
- *    three bf16 products per product (k_flash_wgmma_x3 with NP = 2, about 2^-16 relative).
+ *  - PATTN_PRECISION_TF32, where the scaled f16 copies of flash_wgmma.cu's TF32 path are not
+ *    taken (no workspace for them, or PATTN_CUDA_TF32_F16=0): tf32 operands
+ *    (k_flash_wgmma_tf32, head dims 64 and 128); at head dim 256, where tf32 Q, K and V^T
+ *    stages do not fit, every operand as two bf16 parts and three bf16 products per product
+ *    (k_flash_wgmma_x3 with NP = 2, about 2^-16 relative).
  *  - exact, the default (k_flash_wgmma_x3, head dims 64, 128 and 256): every operand as three
  *    bf16 parts, six bf16 products per product (see "exact f32" below).
  *
@@ -88,7 +90,7 @@ template <class C> __device__ __forceinline__ wgt_smem<C::ST> wgt_start(uint64_t
 template <int D>
 __device__ __forceinline__ void wgt_store(const pcu_flash_args &a, const float (&o)[D / 2], const float (&m)[2],
                                           const float (&l)[2], int wrow, int nq, int ib, int is, int ih, int g, int t, bool vout) {
-  wg_forward_store<D>(a, o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
+  wg_forward_store<D>(a, make_float2(a.scale, a.out_scale), o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
     if (vout) {
       *(float2 *)((float *)a.out.buf + at) = make_float2(x0, x1);
     } else {

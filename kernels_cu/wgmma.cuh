@@ -357,9 +357,10 @@ __device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], 
 
 /* The end of a forward work item: rows wrow + g and + 8 of the warp (those < nq) get
  * out = out_scale * o / l through store(element offset, x0, x1) for each pair of columns, and
- * lse = ln(sum of exp(scores)) (m in score units), -inf where no key was visible. */
+ * lse = ln(sum of exp(scores)) (m in score units), -inf where no key was visible; sc: the
+ * softmax scale and out_scale (a's own, or pcu_f16_unscale's). */
 template <int D, class Store>
-__device__ __forceinline__ void wg_forward_store(const pcu_flash_args &a, const float (&o)[D / 2], const float (&m)[2],
+__device__ __forceinline__ void wg_forward_store(const pcu_flash_args &a, float2 sc, const float (&o)[D / 2], const float (&m)[2],
                                                  const float (&l)[2], int wrow, int nq, int ib, int is, int ih, int g, int t,
                                                  const Store &store) {
 #pragma unroll
@@ -369,7 +370,7 @@ __device__ __forceinline__ void wg_forward_store(const pcu_flash_args &a, const 
     lt += __shfl_xor_sync(0xffffffffu, lt, 2);
     const int i = wrow + g + 8 * h;
     if (i >= nq) continue;
-    const float inv = lt > 0.0f ? a.out_scale / lt : 0.0f;
+    const float inv = lt > 0.0f ? sc.y / lt : 0.0f;
     const int64_t r = pcu_row(a.out, ib, is, ih, i);
 #pragma unroll
     for (int n = 0; n < D / 8; n++) {
@@ -378,7 +379,7 @@ __device__ __forceinline__ void wg_forward_store(const pcu_flash_args &a, const 
       store(r + col, x0, x1);
     }
     if (a.lse.buf && t == 0)
-      pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), lt > 0.0f ? m[h] * a.scale + logf(lt) : -PCU_INF);
+      pcu_store(a.lse.buf, a.lse.dtype, pcu_row(a.lse, ib, is, ih, i), lt > 0.0f ? m[h] * sc.x + logf(lt) : -PCU_INF);
   }
 }
 

@@ -376,9 +376,10 @@ static pair *add_mask(run *r) {
 static void op_attention(run *r) {
   const conf_case *c = r->c;
   int64_t s[4], ls[3] = {c->b, c->hq, c->nq};
-  pair *q = add_random(r, "q", c->dtype, 4, shape4(c, c->hq, c->nq, c->dk, s), 1, NULL);
-  pair *k = add_random(r, "k", c->dtype, 4, shape4(c, c->hkv, c->nk, c->dk, s), 1, NULL);
-  pair *v = add_random(r, "v", c->dtype, 4, shape4(c, c->hkv, c->nk, c->dv, s), 1, NULL);
+  const float *amp = c->amp[0] > 0 ? c->amp : (const float[3]){1, 1, 1};
+  pair *q = add_random(r, "q", c->dtype, 4, shape4(c, c->hq, c->nq, c->dk, s), amp[0], NULL);
+  pair *k = add_random(r, "k", c->dtype, 4, shape4(c, c->hkv, c->nk, c->dk, s), amp[1], NULL);
+  pair *v = add_random(r, "v", c->dtype, 4, shape4(c, c->hkv, c->nk, c->dv, s), amp[2], NULL);
   pair *mask = c->mask ? add_mask(r) : NULL;
   pair *out = add_output(r, "out", c->dtype, 4, shape4(c, c->hq, c->nq, c->dv, s), TOL_DTYPE);
   pair *lse = c->lse ? add_output(r, "lse", PATTN_F32, 3, ls, TOL_LSE) : NULL;

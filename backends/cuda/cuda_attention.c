@@ -101,6 +101,13 @@ static int f32_flash_fma(void) {
   return e && strcmp(e, "fma") == 0;
 }
 
+/* PATTN_CUDA_TF32_F16=0: PATTN_PRECISION_TF32 on the H100/H200 through the tf32 and split bf16
+ * wgmma kernels instead of scaled f16 copies. A temporary knob for benchmarking them. */
+static int tf32_f16_off(void) {
+  const char *e = getenv("PATTN_CUDA_TF32_F16");
+  return e && e[0] == '0';
+}
+
 /* cuda_enter, then the head counts every dense attention entry point needs: the query heads
  * a whole number of groups over the kv heads. */
 static pattn_status attention_enter(pattn_context *ctx, cuda_state **st, const pattn_view *q, const pattn_view *k,
@@ -127,12 +134,24 @@ pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   f.num_sms = st->num_sms;
   int e = pcu_flash_wgmma_forward(st->stream, &f, st->cc, st->smem_optin);
   if (e == (int)cudaErrorNotSupported) e = pcu_flash_mma_forward(st->stream, &f, st->cc, st->smem_optin);
+  const int tf32 = a->precision == PATTN_PRECISION_TF32;
+  if (e == (int)cudaErrorNotSupported && tf32 && !f32_flash_fma() && !tf32_f16_off()) {
+    /* TF32 on Hopper: the f16 kernel over scaled f16 copies, through a workspace */
+    int64_t nbc = 0;
+    const size_t bytes = pcu_flash_wgmma_tf32_plan(&f, st->cc, st->smem_optin, &nbc);
+    void *ws = NULL;
+    /* no room for the copies: the kernels below need no workspace */
+    if (bytes && cuda_ws_alloc(ctx, bytes, &ws, "attention (TF32 f16 copies)") == PATTN_OK) {
+      e = pcu_flash_wgmma_tf32(st->stream, &f, st->smem_optin, ws, nbc);
+      cuda_ws_free(ctx, ws, bytes);
+    }
+  }
   if (e == (int)cudaErrorNotSupported && !f32_flash_fma())
-    e = pcu_flash_wgmma_f32_forward(st->stream, &f, st->cc, st->smem_optin, a->precision == PATTN_PRECISION_TF32);
+    e = pcu_flash_wgmma_f32_forward(st->stream, &f, st->cc, st->smem_optin, tf32);
   if (e == (int)cudaErrorNotSupported && !f32_flash_fma()) {
     /* a small grid splits the keys over more blocks, through a workspace for the partial results */
     pcu_tf32_plan plan;
-    e = pcu_flash_tf32_plan(&f, st->cc, st->smem_optin, a->precision == PATTN_PRECISION_TF32, &plan);
+    e = pcu_flash_tf32_plan(&f, st->cc, st->smem_optin, tf32, &plan);
     if (e == 0) {
       void *ws = NULL;
       if (plan.ws_bytes) {
