@@ -141,17 +141,12 @@ __device__ __forceinline__ pcu_flash_tile_t<I> pcu_flash_tile_of(const pcu_flash
   return pcu_flash_tile_of<I>(a, nqt, (I)blockIdx.x);
 }
 
-/* The exponent e of the power of two that pcu_f16_scaled applies to a tensor whose largest
- * finite magnitude has f32 bits mb: 2^e mb lies in [2^14, 2^15), so every finite value fits
- * f16 (largest 65504) with f16's 11 significant bits down to 2^-28 of the largest (below that,
- * subnormals: an absolute error of at most 2^-40 of it); 0 for a tensor of zeros. */
-__device__ __forceinline__ int pcu_f16_exp(unsigned mb) { return mb == 0u ? 0 : 14 - ilogbf(__uint_as_float(mb)); }
-/* The softmax scale and out_scale of a forward over scaled f16 copies (a.f16_max set): a's,
- * with the copies' scales undone. */
-__device__ __forceinline__ float2 pcu_f16_unscale(const pcu_flash_args &a) {
-  return make_float2(ldexpf(a.scale, -(pcu_f16_exp(a.f16_max[0]) + pcu_f16_exp(a.f16_max[1]))),
-                     ldexpf(a.out_scale, -pcu_f16_exp(a.f16_max[2])));
-}
+/* The exponent e of the power of two that pcu_f16_tiles applies to a tile whose largest finite
+ * magnitude is mx: 2^e mx lies in [2^14, 2^15), so every finite value fits f16 (largest
+ * 65504) with f16's 11 significant bits down to 2^-28 of the largest (below that, subnormals:
+ * an absolute error of at most 2^-40 of it). 0 for a tile of zeros; at most 100, so that 2^-e
+ * is a normal f32 (tiles below 2^-86 keep fewer bits). */
+__device__ __forceinline__ int pcu_f16_exp(float mx) { return mx > 0.0f ? min(14 - ilogbf(mx), 100) : 0; }
 
 /* Grid-stride loop over [0, n) with 64-bit indices. */
 #define PCU_FOR(idx, n) \

@@ -1,7 +1,7 @@
 /* Elementwise kernels over strided views: fill, copy (with dtype conversion), the online
  * softmax merge, and the gathers/scatters between views and dense f32 workspaces that the
  * cuBLAS-based (NAIVE and backward) attention paths use. Parallel to kernels_cl/elementwise.cl,
- * except for the scaled f16 copies of the TF32 forward on Hopper (pcu_f16_scaled). */
+ * except for the scaled f16 copies of the TF32 forward on Hopper (pcu_f16_tiles). */
 #include "common.cuh"
 
 #define THREADS 256
@@ -96,89 +96,65 @@ __global__ void k_split_combine(pcu_view out, pcu_view lse, const float *po, con
   }
 }
 
-/* The three views and outputs of pcu_f16_scaled, by value (blockIdx.z picks one). */
-struct pcu_views3 {
+/* The views, copies and tile heights of pcu_f16_tiles, by value. */
+struct pcu_f16_job {
   pcu_view v[3];
+  uint16_t *dst[3];
+  int rows[3];
+  int64_t tiles[3], chunks[3]; /* tiles a unit; units times tiles */
+  int64_t qpad;                /* q's exponents, rounded up to even */
 };
-struct pcu_f16_ptrs {
-  uint16_t *p[3];
-};
-/* f(x, at) for each float4 of view v (rows 16-byte aligned) taken by this thread, at = its
- * element offset in dense [nb][ns][nh][n][d] order: a grid-stride loop over v's float4s, four
- * loads in flight a thread; dense views (most) index directly, others decompose the index. */
-template <class F> __device__ __forceinline__ void for_each4(const pcu_view &v, bool dense, const F &f) {
-  const int64_t total = v.nb * v.ns * v.nh * v.n * v.d, stride = (int64_t)gridDim.x * blockDim.x * 4;
-  for (int64_t k0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * 4; k0 < total; k0 += 4 * stride) {
-    float4 x[4];
+/* One block of T threads per tile of job.rows[t] rows of a unit of view t (grid-stride over the
+ * tiles of the three views in turn; exps as pcu_f16_tiles lays them out): the tile's float4s (at most K
+ * a thread, rows 16-byte aligned, 256 divisible by d / 4) stay in registers while the block finds their
+ * largest finite magnitude, then go out as f16(2^e x), e = pcu_f16_exp of it. */
+template <int K, int T> __global__ void __launch_bounds__(T) k_f16_tiles(pcu_f16_job job, int16_t *exps) {
+  __shared__ float red[T / 32];
+  __shared__ int ex;
+  const int64_t total = job.chunks[0] + job.chunks[1] + job.chunks[2];
+  for (int64_t c = blockIdx.x; c < total; c += gridDim.x) {
+    const int t = c < job.chunks[0] ? 0 : c < job.chunks[0] + job.chunks[1] ? 1 : 2;
+    const pcu_view &v = t == 0 ? job.v[0] : t == 1 ? job.v[1] : job.v[2];
+    const int64_t cc = c - (t > 0 ? job.chunks[0] : 0) - (t > 1 ? job.chunks[1] : 0);
+    const int64_t tiles = job.tiles[t], u = cc / tiles, r0 = (cc % tiles) * job.rows[t];
+    const int64_t ih = u % v.nh, is = (u / v.nh) % v.ns, ib = u / (v.nh * v.ns);
+    const int c4 = (int)(v.d / 4), step = T / c4, col = (threadIdx.x % c4) * 4, kc = job.rows[t] / step;
+    const int64_t rend = r0 + job.rows[t] < v.n ? r0 + job.rows[t] : v.n, r1 = r0 + threadIdx.x / c4;
+    const float *src = (const float *)v.buf + pcu_row(v, ib, is, ih, 0) + col;
+    float4 x[K];
+    float m = 0.0f;
+    auto fin = [](float y) { y = fabsf(y); return y < PCU_INF ? y : 0.0f; }; /* inf and NaN: 0 */
 #pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int64_t k = k0 + u * stride;
-      if (k < total) x[u] = __ldg((const float4 *)((const float *)v.buf + (dense ? v.offset + k : view_elem(v, k))));
+    for (int k = 0; k < K; k++) {
+      const int64_t r = r1 + (int64_t)k * step;
+      if (k < kc && r < rend) {
+        x[k] = __ldg((const float4 *)(src + r * v.sn));
+        m = fmaxf(m, fmaxf(fmaxf(fin(x[k].x), fin(x[k].y)), fmaxf(fin(x[k].z), fin(x[k].w))));
+      }
     }
-#pragma unroll
-    for (int u = 0; u < 4; u++)
-      if (k0 + u * stride < total) f(x[u], k0 + u * stride);
-  }
-}
-/* pcu_f16_scaled in one cooperative launch (every block resident): each block's largest finite
- * |x| of each view into part[t * gridDim.x + block], a grid-wide barrier on count, then
- * every block reduces them (block 0 keeps them in max[t]) and writes its share of the copies,
- * dst[t] = f16(2^e x) with e = pcu_f16_exp(max[t]), in two exact power-of-two products (e
- * reaches 163 for subnormal maxima). */
-__global__ void __launch_bounds__(THREADS, 4)
-    k_f16_scaled3(pcu_views3 src, int dense, pcu_f16_ptrs dst, float *part, unsigned *max, unsigned *count) {
-  __shared__ float red[32];
-  __shared__ float f1s[3], f2s[3];
-  const unsigned nblk = gridDim.x, blk = blockIdx.x;
-  auto fin = [](float x) { x = fabsf(x); return x < PCU_INF ? x : 0.0f; }; /* inf and NaN: 0 */
-  /* the largest of one value a thread over the block (valid in thread 0) */
-  auto block_max = [&](float m) {
     for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    __syncthreads(); /* red is free */
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
     __syncthreads();
-    if (threadIdx.x == 0)
-      for (int w = 1; w < (int)(blockDim.x >> 5); w++) m = fmaxf(m, red[w]);
-    return m;
-  };
-  for (int t = 0; t < 3; t++) {
-    float m = 0.0f;
-    for_each4(src.v[t], (dense >> t) & 1, [&](float4 x, int64_t) { m = fmaxf(m, fmaxf(fmaxf(fin(x.x), fin(x.y)), fmaxf(fin(x.z), fin(x.w)))); });
-    m = block_max(m);
-    if (threadIdx.x == 0) part[t * nblk + blk] = m;
-  }
-  /* the barrier (every block resident): count, zeroed before the launch, reaches nblk */
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    atomicAdd(count, 1u);
-    while (*(volatile unsigned *)count < nblk) {
-    }
-    __threadfence();
-  }
-  __syncthreads();
-  for (int t = 0; t < 3; t++) {
-    float m = 0.0f;
-    for (unsigned b = threadIdx.x; b < nblk; b += blockDim.x) m = fmaxf(m, part[t * nblk + b]);
-    m = block_max(m);
     if (threadIdx.x == 0) {
-      if (blk == 0) max[t] = __float_as_uint(m);
-      const int e = pcu_f16_exp(__float_as_uint(m)), e1 = e < 127 ? e : 127;
-      f1s[t] = ldexpf(1.0f, e1);
-      f2s[t] = ldexpf(1.0f, e - e1);
+      for (int w = 1; w < T / 32; w++) m = fmaxf(m, red[w]);
+      ex = pcu_f16_exp(m);
+      exps[t == 0 ? cc : job.qpad + 2 * cc + t - 1] = (int16_t)ex;
     }
-  }
-  __syncthreads();
-  for (int t = 0; t < 3; t++) {
-    const float f1 = f1s[t], f2 = f2s[t];
-    __half *out = (__half *)(t == 0 ? dst.p[0] : t == 1 ? dst.p[1] : dst.p[2]);
-    for_each4(src.v[t], (dense >> t) & 1, [&](float4 x, int64_t at) {
-      const __half2 lo = __floats2half2_rn(x.x * f1 * f2, x.y * f1 * f2), hi = __floats2half2_rn(x.z * f1 * f2, x.w * f1 * f2);
-      uint2 w;
-      w.x = *(const uint32_t *)&lo;
-      w.y = *(const uint32_t *)&hi;
-      *(uint2 *)(out + at) = w;
-    });
+    __syncthreads();
+    const float f = ldexpf(1.0f, ex);
+    __half *out = (__half *)(t == 0 ? job.dst[0] : t == 1 ? job.dst[1] : job.dst[2]) + u * v.n * v.d + col;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+      const int64_t r = r1 + (int64_t)k * step;
+      if (k < kc && r < rend) {
+        const __half2 lo = __floats2half2_rn(x[k].x * f, x[k].y * f), hi = __floats2half2_rn(x[k].z * f, x[k].w * f);
+        uint2 w;
+        w.x = *(const uint32_t *)&lo;
+        w.y = *(const uint32_t *)&hi;
+        *(uint2 *)(out + r * v.d) = w;
+      }
+    }
+    __syncthreads(); /* red and ex are free for the next tile */
   }
 }
 
@@ -345,6 +321,13 @@ __global__ void k_bias_store(int64_t n, const float *src, pcu_mat bias, pcu_mat 
   }
 }
 
+#ifdef __CUDACC_RTC__
+template __global__ void k_f16_tiles<4, 256>(pcu_f16_job, int16_t *);
+template __global__ void k_f16_tiles<8, 256>(pcu_f16_job, int16_t *);
+template __global__ void k_f16_tiles<16, 256>(pcu_f16_job, int16_t *);
+template __global__ void k_f16_tiles<16, 512>(pcu_f16_job, int16_t *);
+#endif
+
 #ifndef __CUDACC_RTC__ /* host side: launchers (common.cuh, "Under NVRTC") */
 static inline int64_t view_count(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
 
@@ -380,44 +363,32 @@ extern "C" int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, con
   return (int)cudaGetLastError();
 }
 
-extern "C" int pcu_f16_scaled(cudaStream_t s, const pcu_view src[3], uint16_t *const dst[3], float *part, int max_blocks,
-                              unsigned *max) {
-  pcu_views3 v;
-  pcu_f16_ptrs p;
-  int dense = 0;
-  int64_t total = 0;
+extern "C" int pcu_f16_tiles(cudaStream_t s, const pcu_view src[3], uint16_t *const dst[3], const int rows[3], int16_t *exps) {
+  pcu_f16_job job;
+  int64_t total = 0, kmax = 1;
   for (int t = 0; t < 3; t++) {
-    v.v[t] = src[t];
-    p.p[t] = dst[t];
-    if (src[t].d % 4 != 0) return (int)cudaErrorInvalidValue;
-    dense |= view_dense(src[t]) << t;
-    total += view_count(src[t]);
+    const pcu_view &v = src[t];
+    const int64_t per = (int64_t)rows[t] * v.d / (4 * THREADS); /* float4s a thread */
+    if (v.d % 4 != 0 || THREADS % (v.d / 4) != 0 || rows[t] <= 0 || per * 4 * THREADS != rows[t] * v.d || per > 32)
+      return (int)cudaErrorInvalidValue;
+    job.v[t] = v;
+    job.dst[t] = dst[t];
+    job.rows[t] = rows[t];
+    job.tiles[t] = (v.n + rows[t] - 1) / rows[t];
+    job.chunks[t] = v.nb * v.ns * v.nh * job.tiles[t];
+    total += job.chunks[t];
+    kmax = per > kmax ? per : kmax;
   }
   if (total <= 0) return 0;
-  /* every block resident (the barrier): as many as fit at once, at most max_blocks (part's
-   * size), and no more than the largest view's float4s in fours a thread */
-  static int per_sm = -1; /* the same kernel and block size on every device of a process */
-  if (per_sm < 0) {
-    int n = 0;
-    cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k_f16_scaled3, THREADS, 0);
-    if (e != cudaSuccess) return (int)e;
-    per_sm = n;
-  }
-  int dev = 0, sms = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (e != cudaSuccess) return (int)e;
-  int64_t blocks = (int64_t)per_sm * sms, most = 0;
-  for (int t = 0; t < 3; t++) most = view_count(src[t]) > most ? view_count(src[t]) : most;
-  const int64_t want = (most + 16 * THREADS - 1) / (16 * THREADS);
-  blocks = blocks < max_blocks ? blocks : max_blocks;
-  blocks = blocks < want ? blocks : want;
-  if (blocks < 1) return (int)cudaErrorInvalidConfiguration;
-  unsigned *count = max + 3;
-  e = cudaMemsetAsync(count, 0, sizeof *count, s);
-  if (e != cudaSuccess) return (int)e;
-  void *args[] = {&v, &dense, &p, &part, &max, &count};
-  return (int)cudaLaunchCooperativeKernel((const void *)k_f16_scaled3, dim3((unsigned)blocks), dim3(THREADS), args, 0, s);
+  if (job.chunks[1] != job.chunks[2]) return (int)cudaErrorInvalidValue; /* k and v in pairs */
+  job.qpad = (job.chunks[0] + 1) / 2 * 2;
+  const unsigned blocks = total < 65535 * 64 ? (unsigned)total : 65535u * 64u;
+  /* at most 16 float4s a thread (64 registers): 512 threads where a tile has more */
+  if (kmax <= 4) k_f16_tiles<4, 256><<<blocks, 256, 0, s>>>(job, exps);
+  else if (kmax <= 8) k_f16_tiles<8, 256><<<blocks, 256, 0, s>>>(job, exps);
+  else if (kmax <= 16) k_f16_tiles<16, 256><<<blocks, 256, 0, s>>>(job, exps);
+  else k_f16_tiles<16, 512><<<blocks, 512, 0, s>>>(job, exps);
+  return (int)cudaGetLastError();
 }
 
 extern "C" int pcu_merge(cudaStream_t s, pcu_view ao, pcu_view al, pcu_view po, pcu_view pl) {

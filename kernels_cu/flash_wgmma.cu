@@ -116,9 +116,11 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   }
   regs_inc<240>();
   const int cw = wg - 1, w4 = (tid >> 5) & 3;
-  /* the softmax scale and out_scale, with the copies' scales undone (SCALED) */
-  auto scales = [&] { return SCALED ? pcu_f16_unscale(a) : make_float2(a.scale, a.out_scale); };
-  const float u = scales().x * PCU_LOG2E;
+  const float u0 = a.scale * PCU_LOG2E;
+  /* SCALED: the exponents of the copies' query tiles, then of the kv tiles of K and of V */
+  const int nkt = (nk + BN - 1) / BN;
+  const int16_t *const eq = a.f16_exp;
+  const uint32_t *const ekv = (const uint32_t *)(eq + (a.q.nb * a.q.ns * a.q.nh * (int64_t)nqt + 1) / 2 * 2);
   /* Q: this warpgroup's 64 rows of each 64-column box; a k16 step is 32 bytes inside the
    * 128-byte row, then the next box (descriptor units: >> 4) */
   const uint64_t dq = desc_sw128(sQ + (uint32_t)(cw * 64 * 128), 16, 1024);
@@ -131,6 +133,16 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 
     float o[D / 2], m[2], l[2];
     wg_item_start(o, m, l);
+    /* SCALED: Q's tile is 2^eqi q; K's and V's tile j are 2^ekj k and 2^evj v. S comes in units
+     * of 2^(eqi + ekj): u takes the first factor, the softmax the second (KF); o is kept in
+     * the units of the last V tile added (alpha takes the change), undone at the store. */
+    const int eqi = SCALED ? __ldg(eq + ((int64_t)(ib * a.q.ns + is) * a.q.nh + ih) * nqt + tile.qt) : 0;
+    const int64_t kvt = SCALED ? ((int64_t)(ib * a.k.ns + is) * a.k.nh + tile.kh) * nkt : 0;
+    const float u = SCALED ? ldexpf(u0, -eqi) : u0;
+    /* the exponents of kv tile j (ekj, evj; K's in the low half of a pair), read a tile ahead
+     * (next); evl: o's units */
+    int ekj = 0, evj = 0, evl = 0;
+    uint32_t next = SCALED && ntiles > 0 ? __ldg(ekv + kvt) : 0u;
 
     if (ntiles > 0) {
       uint32_t pa[BN / 16][4];
@@ -138,6 +150,11 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       auto full = [&](int kind, int j) { mbar_wait(bar(kind, (it + j) % ST), (uint32_t)((it + j) / ST) & 1u); };
       auto release = [&](int kind, int j) { mbar_arrive(bar(kind, (it + j) % ST)); };
       auto qk = [&](float(&s)[BN / 2], int j) {
+        if (SCALED) { /* tile j's, and the next one's read a tile ahead */
+          ekj = (int)(int16_t)(next & 0xffffu);
+          evj = (int)next >> 16;
+          if (j + 1 < ntiles) next = __ldg(ekv + kvt + j + 1);
+        }
         const uint64_t dk = desc_sw128(sK + (uint32_t)(((it + j) % ST) * C::KV_BYTES), 16, 1024);
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
@@ -151,7 +168,18 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         commit();
       };
       auto softmax = [&](float(&s)[BN / 2], int j, float(&alpha)[2]) {
-        wg_softmax<BN>(s, m, l, alpha, j * BN, nk, wrow, off, causal, u, g, t);
+        if (!SCALED) {
+          wg_softmax<BN>(s, m, l, alpha, j * BN, nk, wrow, off, causal, u, g, t);
+          return;
+        }
+        wg_softmax<BN, false, true>(s, m, l, alpha, j * BN, nk, wrow, off, causal, u, g, t, __int_as_float((127 - ekj) << 23));
+        if (j > 0 && evj != evl) { /* o (tiles before j) from V tile j - 1's units to j's: 2^(evj -
+                                    * evl), exact up to 2^±126 (where o would overflow anyway) */
+          const float fv = __int_as_float((127 + max(-126, min(127, evj - evl))) << 23);
+          alpha[0] *= fv;
+          alpha[1] *= fv;
+        }
+        evl = evj;
       };
       auto pack = [&](const float(&s)[BN / 2]) {
 #pragma unroll
@@ -170,7 +198,8 @@ __global__ void __launch_bounds__(C::THREADS, 1)
       it += ntiles;
     }
 
-    wg_forward_store<D>(a, scales(), o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
+    const float2 sc = SCALED ? make_float2(ldexpf(a.scale, -eqi), ldexpf(a.out_scale, -evl)) : make_float2(a.scale, a.out_scale);
+    wg_forward_store<D>(a, sc, o, m, l, wrow, nq, ib, is, ih, g, t, [&](int64_t at, float x0, float x1) {
       if (flags & 1) {
         const uint32_t w = a.out.dtype == PCU_BF16 ? (uint32_t)pcu_f32_to_bf16(x0) | ((uint32_t)pcu_f32_to_bf16(x1) << 16)
                                                    : (uint32_t)pcu_f32_to_f16(x0) | ((uint32_t)pcu_f32_to_f16(x1) << 16);
@@ -244,7 +273,7 @@ static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i) {
   pcu_tmap tq, tk, tv;
   if (!pcu_make_tmap(&tq, a->q, 128) || !pcu_make_tmap(&tk, a->k, v->bn) || !pcu_make_tmap(&tv, a->v, v->bn))
     return (int)cudaErrorNotSupported;
-  wg_kernel_fn kernel = v->k[a->f16_max ? 2 : a->q.dtype == PCU_BF16];
+  wg_kernel_fn kernel = v->k[a->f16_exp ? 2 : a->q.dtype == PCU_BF16];
   const int64_t nqt = (nq + 127) / 128, nwork = nqt * a->q.nh * a->q.ns * a->q.nb;
   if (nwork <= 0) return 0;
   if (nwork > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
@@ -283,46 +312,40 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
 
 /* ---- PATTN_PRECISION_TF32 through f16 ----
  * f16 keeps 11 significant bits, as many as tf32 (rounded to nearest, as SPEC.md's TF32 row
- * assumes), but only 5 exponent bits. So f32 q, k and v are copied to f16, each scaled by a
- * power of two that brings its largest finite magnitude into [2^14, 2^15) (pcu_f16_scaled),
- * and the f16 kernel above undoes the scales in the softmax's scale and out_scale
- * (pcu_flash_scales). Every product then rounds as TF32 does, except values below 2^-28 of
- * their tensor's largest magnitude, which become f16 subnormals (an absolute error of at most
- * 2^-40 of that magnitude). The copies cost a workspace of 2 bytes an element of q, k and v,
- * taken TF32_F16_CHUNK bytes' worth of batches at a time (at least one batch). */
+ * assumes), but only 5 exponent bits. So f32 q, k and v are copied to f16 (pcu_f16_tiles), each
+ * tile scaled by the power of two that brings its largest finite magnitude into [2^14, 2^15):
+ * Q by the kernel's query tiles (128 rows), K and V by its kv tiles (BN rows). The kernel's
+ * SCALED instantiation undoes the factors: Q's in the softmax scale, K's per tile in the
+ * softmax (wg_softmax's KF), V's in o's rescale between tiles and at the store. Every product
+ * then rounds as TF32 does, except values below 2^-28 of their tile's largest magnitude, which
+ * become f16 subnormals (an absolute error of at most 2^-40 of that magnitude). o is kept in
+ * the units of the latest V tile, so V tiles of one head more than about 2^80 apart in
+ * magnitude would overflow it (inf, not a finite wrong value). The copies cost a workspace of
+ * 2 bytes an element of q, k and v and 2 bytes a tile, taken TF32_F16_CHUNK bytes' worth of
+ * batches at a time (at least one batch). */
 #define TF32_F16_CHUNK ((int64_t)256 << 20)
-#define TF32_F16_BLOCKS 2048                                    /* the most blocks of pcu_f16_scaled */
-#define TF32_F16_HEAD (256 + 3 * TF32_F16_BLOCKS * sizeof(float)) /* before the copies: maxima, partial maxima */
-
-/* Elements of q, k and v in nb batches of a. */
-static int64_t tf32_f16_elems(const pcu_flash_args *a, int64_t nb) {
-  return nb * a->q.ns * (a->q.nh * a->q.n + a->k.nh * a->k.n + a->v.nh * a->v.n) * a->q.d;
-}
-
-extern "C" size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int64_t *nb_chunk) {
-#ifndef PCU_WGMMA_BUILT
-  (void)a; (void)cc; (void)smem_optin; (void)nb_chunk;
-  return 0;
-#else
-  if (!wg_applies(a, cc) || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 || a->v.dtype != PCU_F32 ||
-      !pcu_rows_aligned(a->q, 4, 16) || !pcu_rows_aligned(a->k, 4, 16) || !pcu_rows_aligned(a->v, 4, 16) || wg_pick(a, smem_optin) < 0)
-    return 0;
-  const int64_t per = 2 * tf32_f16_elems(a, 1);
-  if (per <= 0) return 0;
-  int64_t nb = TF32_F16_CHUNK / per;
-  nb = nb < 1 ? 1 : nb > a->q.nb ? a->q.nb : nb;
-  *nb_chunk = nb;
-  return (size_t)(TF32_F16_HEAD + per * nb);
-#endif
-}
 
 #ifdef PCU_WGMMA_BUILT
 static int64_t view_elems(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
+/* The tiles of rows rows of v. */
+static int64_t view_tiles(const pcu_view &v, int rows) { return v.nb * v.ns * v.nh * ((v.n + rows - 1) / rows); }
 /* View v restricted to batches b0 .. b0 + nb - 1. */
 static pcu_view batches(pcu_view v, int64_t b0, int64_t nb) {
   v.offset += b0 * v.sb;
   v.nb = nb;
   return v;
+}
+/* Bytes of the exponents of q's tiles and k's and v's tiles of bn rows (pcu_f16_tiles' layout),
+ * rounded up to 256. */
+static int64_t tf32_f16_ex_bytes(const pcu_view &q, const pcu_view &k, int bn) {
+  const int64_t n = (view_tiles(q, 128) + 1) / 2 * 2 + 2 * view_tiles(k, bn);
+  return (n * (int64_t)sizeof(int16_t) + 255) / 256 * 256;
+}
+/* Workspace bytes of the copies of nb batches of a with kv tiles of bn rows: the exponents,
+ * then q, k, v. */
+static int64_t tf32_f16_bytes(const pcu_flash_args *a, int64_t nb, int bn) {
+  const pcu_view q = batches(a->q, 0, nb), k = batches(a->k, 0, nb), v = batches(a->v, 0, nb);
+  return tf32_f16_ex_bytes(q, k, bn) + 2 * (view_elems(q) + view_elems(k) + view_elems(v));
 }
 /* A dense f16 view of v's shape at buf. */
 static pcu_view dense_f16(const pcu_view &v, uint16_t *buf) {
@@ -338,6 +361,25 @@ static pcu_view dense_f16(const pcu_view &v, uint16_t *buf) {
 }
 #endif
 
+extern "C" size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int64_t *nb_chunk) {
+#ifndef PCU_WGMMA_BUILT
+  (void)a; (void)cc; (void)smem_optin; (void)nb_chunk;
+  return 0;
+#else
+  if (!wg_applies(a, cc) || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 || a->v.dtype != PCU_F32 ||
+      !pcu_rows_aligned(a->q, 4, 16) || !pcu_rows_aligned(a->k, 4, 16) || !pcu_rows_aligned(a->v, 4, 16))
+    return 0;
+  const int i = wg_pick(a, smem_optin);
+  if (i < 0) return 0;
+  const int64_t per = tf32_f16_bytes(a, 1, wg_variants[i].bn);
+  if (per <= 0 || a->q.nb <= 0) return 0;
+  int64_t nb = TF32_F16_CHUNK / per;
+  nb = nb < 1 ? 1 : nb > a->q.nb ? a->q.nb : nb;
+  *nb_chunk = nb;
+  return (size_t)tf32_f16_bytes(a, nb, wg_variants[i].bn);
+#endif
+}
+
 extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, size_t smem_optin, void *ws, int64_t nb_chunk) {
 #ifndef PCU_WGMMA_BUILT
   (void)s; (void)a; (void)smem_optin; (void)ws; (void)nb_chunk;
@@ -345,20 +387,21 @@ extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, siz
 #else
   const int i = wg_pick(a, smem_optin);
   if (i < 0 || nb_chunk < 1) return (int)cudaErrorNotSupported;
-  unsigned *max = (unsigned *)ws;
+  const int bn = wg_variants[i].bn, rows[3] = {128, bn, bn};
   for (int64_t b0 = 0; b0 < a->q.nb; b0 += nb_chunk) {
     const int64_t nb = a->q.nb - b0 < nb_chunk ? a->q.nb - b0 : nb_chunk;
     pcu_flash_args f = *a;
     const pcu_view src[3] = {batches(a->q, b0, nb), batches(a->k, b0, nb), batches(a->v, b0, nb)};
-    uint16_t *const q16 = (uint16_t *)((char *)ws + TF32_F16_HEAD), *const k16 = q16 + view_elems(src[0]);
+    int16_t *const exps = (int16_t *)ws;
+    uint16_t *const q16 = (uint16_t *)((char *)ws + tf32_f16_ex_bytes(src[0], src[1], bn)), *const k16 = q16 + view_elems(src[0]);
     uint16_t *const dst[3] = {q16, k16, k16 + view_elems(src[1])};
     f.q = dense_f16(src[0], dst[0]);
     f.k = dense_f16(src[1], dst[1]);
     f.v = dense_f16(src[2], dst[2]);
     f.out = batches(a->out, b0, nb);
     if (f.lse.buf) f.lse = batches(a->lse, b0, nb);
-    f.f16_max = max;
-    int e = pcu_f16_scaled(s, src, dst, (float *)((char *)ws + 256), TF32_F16_BLOCKS, max);
+    f.f16_exp = exps;
+    int e = pcu_f16_tiles(s, src, dst, rows, exps);
     if (e == 0) e = wg_launch(s, &f, i);
     if (e != 0) return e;
   }

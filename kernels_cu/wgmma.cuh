@@ -239,10 +239,12 @@ template <int N> __device__ __forceinline__ void wg_item_start(float (&o)[N], fl
  * where the max holds. With one fma it is 2^(rounding error of m u), the same factor off 1 on
  * every tile of a row, which reweights the tiles by about an ulp each: 5e-6 relative at 16k
  * keys in f32 (run 68), nothing at bf16 or tf32 accuracy, where the fma saves an instruction
- * (3-5% of the bf16 forward at d = 64, run 69). */
-template <int BN, bool EXACT = false>
+ * (3-5% of the bf16 forward at d = 64, run 69).
+ * KF (keys scaled per tile, flash_wgmma.cu's TF32 copies): the scores are s f, f > 0 a power of
+ * two; m stays in those units. */
+template <int BN, bool EXACT = false, bool KF = false>
 __device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], float (&l)[2], float (&alpha)[2], int k0, int nk,
-                                           int wrow, int off, bool causal, float u, int g, int t) {
+                                           int wrow, int off, bool causal, float u, int g, int t, float f = 1.0f) {
   if (k0 + BN > nk || (causal && k0 + BN - 1 > wrow + off)) {
 #pragma unroll
     for (int h = 0; h < 2; h++) {
@@ -254,13 +256,15 @@ __device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], fl
           if (k0 + n * 8 + 2 * t + e > last) s[4 * n + 2 * h + e] = -PCU_INF;
     }
   }
+  const float uf = KF ? u * f : u;
 #pragma unroll
   for (int h = 0; h < 2; h++) {
-    float mx = m[h];
+    float mx = KF ? -PCU_INF : m[h];
 #pragma unroll
     for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * h], s[4 * n + 2 * h + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    if (KF) mx = fmaxf(m[h], mx * f); /* f > 0: the tile's max in m's units */
     float mu;
     if (EXACT) { /* both products rounded alike: where the max holds, alpha is exactly 1 */
       mu = mx == -PCU_INF ? 0.0f : __fmul_rn(mx, u);
@@ -273,7 +277,7 @@ __device__ __forceinline__ void wg_softmax(float (&s)[BN / 2], float (&m)[2], fl
     float sum = 0.0f;
 #pragma unroll
     for (int n = 0; n < BN / 8; n++) {
-      const float p0 = pcu_mma_ops::ex2(fmaf(s[4 * n + 2 * h], u, -mu)), p1 = pcu_mma_ops::ex2(fmaf(s[4 * n + 2 * h + 1], u, -mu));
+      const float p0 = pcu_mma_ops::ex2(fmaf(s[4 * n + 2 * h], uf, -mu)), p1 = pcu_mma_ops::ex2(fmaf(s[4 * n + 2 * h + 1], uf, -mu));
       s[4 * n + 2 * h] = p0;
       s[4 * n + 2 * h + 1] = p1;
       sum += p0 + p1;
@@ -358,7 +362,7 @@ __device__ __forceinline__ void wg_forward_tiles(int ntiles, float (&o)[D / 2], 
 /* The end of a forward work item: rows wrow + g and + 8 of the warp (those < nq) get
  * out = out_scale * o / l through store(element offset, x0, x1) for each pair of columns, and
  * lse = ln(sum of exp(scores)) (m in score units), -inf where no key was visible; sc: the
- * softmax scale and out_scale (a's own, or pcu_f16_unscale's). */
+ * softmax scale and out_scale (a's own, or with scaled copies' factors undone). */
 template <int D, class Store>
 __device__ __forceinline__ void wg_forward_store(const pcu_flash_args &a, float2 sc, const float (&o)[D / 2], const float (&m)[2],
                                                  const float (&l)[2], int wrow, int nq, int ib, int is, int ih, int g, int t,

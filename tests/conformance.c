@@ -373,13 +373,27 @@ static pair *add_mask(run *r) {
   return p;
 }
 
+/* add_random with c->spread: row i of each head also times 2^(s ((i / 37) % 7) - 30), s = 10 for
+ * v and 5 for q and k (at most 1, so that the scores stay well conditioned). */
+static pair *add_spread(run *r, const char *name, const int64_t *shape, float scale, int s) {
+  if (!r->c->spread) return add_random(r, name, r->c->dtype, 4, shape, scale, NULL);
+  const int bnhd = r->c->layout == PATTN_LAYOUT_BNHD;
+  const size_t n = (size_t)tu_numel(4, shape), d = (size_t)shape[3], h = bnhd ? (size_t)shape[2] : 1;
+  const size_t rows = (size_t)(bnhd ? shape[1] : shape[2]);
+  float *x = xmalloc(n * sizeof *x);
+  for (size_t i = 0; i < n; i++) x[i] = ldexpf(scale * tu_normal(&r->rng), s * (int)((i / d / h % rows / 37) % 7) - 30);
+  pair *p = add_input(r, name, r->c->dtype, 4, shape, x);
+  free(x);
+  return p;
+}
+
 static void op_attention(run *r) {
   const conf_case *c = r->c;
   int64_t s[4], ls[3] = {c->b, c->hq, c->nq};
   const float *amp = c->amp[0] > 0 ? c->amp : (const float[3]){1, 1, 1};
-  pair *q = add_random(r, "q", c->dtype, 4, shape4(c, c->hq, c->nq, c->dk, s), amp[0], NULL);
-  pair *k = add_random(r, "k", c->dtype, 4, shape4(c, c->hkv, c->nk, c->dk, s), amp[1], NULL);
-  pair *v = add_random(r, "v", c->dtype, 4, shape4(c, c->hkv, c->nk, c->dv, s), amp[2], NULL);
+  pair *q = add_spread(r, "q", shape4(c, c->hq, c->nq, c->dk, s), amp[0], 5);
+  pair *k = add_spread(r, "k", shape4(c, c->hkv, c->nk, c->dk, s), amp[1], 5);
+  pair *v = add_spread(r, "v", shape4(c, c->hkv, c->nk, c->dv, s), amp[2], 10);
   pair *mask = c->mask ? add_mask(r) : NULL;
   pair *out = add_output(r, "out", c->dtype, 4, shape4(c, c->hq, c->nq, c->dv, s), TOL_DTYPE);
   pair *lse = c->lse ? add_output(r, "lse", PATTN_F32, 3, ls, TOL_LSE) : NULL;

@@ -60,6 +60,7 @@ typedef struct conf_case {
   conf_mask       mask;
   int             lse;        /* request lse (dense, ring) */
   float           amp[3];     /* dense forward: q, k, v times these (0: 1); f32 only */
+  int             spread;     /* dense forward: rows in runs of 37 times 2^-30 .. 2^0 (q, k) or 2^30 (v); f32 only */
   /* dilated (also the MHA dilated core) */
   int                 num_segments;
   int64_t             segs[4], rates[4];
@@ -117,6 +118,11 @@ static const conf_case attention_bases[] = {
   {ATT(1, 2, 2, 100, 150, 128, 128), .precision = PATTN_PRECISION_TF32, .lse = 1, .amp = {0x1p20f, 0x1p-20f, 0x1p40f}},
   {ATT(1, 2, 1, 70, 90, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1, .amp = {0x1p-70f, 0x1p66f, 0x1p-100f}},
   {ATT(1, 2, 2, 100, 150, 128, 128), .lse = 1, .amp = {0x1p20f, 0x1p-20f, 0x1p40f}},
+  /* magnitudes that change from tile to tile (per-tile scales of the TF32 copies) */
+  {ATT(1, 2, 1, 300, 520, 128, 128), .precision = PATTN_PRECISION_TF32, .lse = 1, .spread = 1},
+  {ATT(2, 2, 2, 200, 333, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1, .spread = 1},
+  {ATT(1, 2, 2, 130, 200, 256, 256), .precision = PATTN_PRECISION_TF32, .lse = 1, .spread = 1},
+  {ATT(1, 2, 1, 300, 520, 128, 128), .lse = 1, .spread = 1},
 };
 
 static const conf_case backward_bases[] = {
@@ -314,6 +320,7 @@ static void describe(conf_case *c) {
   if (c->scale > 0) cat(c, " scale=%g", (double)c->scale);
   if (c->precision == PATTN_PRECISION_TF32) cat(c, " tf32");
   if (c->amp[0] > 0) cat(c, " amp=%g,%g,%g", (double)c->amp[0], (double)c->amp[1], (double)c->amp[2]);
+  if (c->spread) cat(c, " spread");
 }
 
 typedef struct table {
@@ -339,7 +346,7 @@ static void push(table *t, conf_case c) {
 /* Crosses a base with every dtype and (when layouts) every layout. TF32 is an f32 option. */
 static void cross(table *t, conf_case base, int layouts) {
   for (int di = 0; di < COUNT(all_dtypes); di++) {
-    if ((base.precision == PATTN_PRECISION_TF32 || base.amp[0] > 0) && all_dtypes[di] != PATTN_F32) continue;
+    if ((base.precision == PATTN_PRECISION_TF32 || base.amp[0] > 0 || base.spread) && all_dtypes[di] != PATTN_F32) continue;
     for (int li = 0; li < (layouts ? COUNT(all_layouts) : 1); li++) {
       conf_case c = base;
       c.dtype = all_dtypes[di];

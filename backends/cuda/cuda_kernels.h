@@ -43,12 +43,13 @@ int pcu_merge(cudaStream_t s, pcu_view acc_out, pcu_view acc_lse, pcu_view part_
 int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, const float *po, const float *pl, int S,
                       float out_scale);
 /* TF32 through f16 (flash_wgmma.cu): dst[t] = dense f16 [nb][ns][nh][n][d] copies of the f32 views
- * src[t] (t = 0, 1, 2: q, k, v; rows 16-byte aligned, d / 4 dividing 256), each scaled by the
- * power of two 2^pcu_f16_exp(max[t]) that brings its largest finite magnitude max[t] (f32
- * bits, written here; max[3] serves as a barrier) into [2^14, 2^15). One cooperative launch of
- * at most max_blocks blocks, with part (3 max_blocks floats) for their partial maxima. */
-int pcu_f16_scaled(cudaStream_t s, const pcu_view src[3], uint16_t *const dst[3], float *part, int max_blocks,
-                   unsigned *max);
+ * src[t] (t = 0, 1, 2: q, k, v; rows 16-byte aligned; rows[t] * d a multiple of 1024 up to
+ * 32768). Each tile of rows[t] rows of a (batch, segment, head) is scaled by the power of two
+ * 2^e that brings its largest finite magnitude into [2^14, 2^15) (e = pcu_f16_exp, 0 for a
+ * tile of zeros), and e goes to exps: q's [unit][tile] over the units (nb ns nh) and
+ * ceil(n / rows[0]) tiles, padded to an even count; then k's and v's (of one shape, as
+ * attention's) in pairs, [unit][tile][k, v], one 32-bit load a kv tile. */
+int pcu_f16_tiles(cudaStream_t s, const pcu_view src[3], uint16_t *const dst[3], const int rows[3], int16_t *exps);
 /* Dense f32 [nu][H][n][d] from units u0 .. u0+nu-1 of a view (unit = ib*ns + is); head ih
  * of the result reads head ih / group of the view (GQA expansion). */
 int pcu_gather(cudaStream_t s, float *dst, pcu_view src, int64_t u0, int64_t nu, int64_t H, int64_t group);
@@ -89,9 +90,10 @@ typedef struct pcu_flash_args {
   const int *tile_ptr;    /* CSR over (layout head, query tile): kv tiles to visit */
   const int *tile_idx;
   int      num_sms;         /* multiprocessors, for the occupancy choice of dense launches */
-  /* NULL, or q, k and v are f16 copies of f32 tensors scaled by powers of two (pcu_f16_scaled):
-   * their absolute maxima as f32 bits on the device, from which the kernel undoes the scales */
-  const unsigned *f16_max;
+  /* NULL, or q, k and v are f16 copies of f32 tensors scaled by powers of two per tile
+   * (pcu_f16_tiles, with q's tiles the kernel's query tiles and k's and v's its kv tiles):
+   * their exponents, which the kernel undoes */
+  const int16_t *f16_exp;
 } pcu_flash_args;
 
 /* Tile shape the flash kernel would use for head dims dk, dv on a device whose per-block
@@ -106,8 +108,8 @@ int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_
  * and strides are multiples of 16 bytes; cudaErrorNotSupported elsewhere (then use
  * pcu_flash_mma_forward). */
 int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin);
-/* The same kernel for f32 q, k, v with PATTN_PRECISION_TF32 (16-byte aligned rows): scaled f16
- * copies (pcu_f16_scaled) of nb_chunk batches at a time. First the plan: the workspace bytes
+/* The same kernel for f32 q, k, v with PATTN_PRECISION_TF32 (16-byte aligned rows): f16 copies
+ * scaled per tile (pcu_f16_tiles) of nb_chunk batches at a time. First the plan: the workspace bytes
  * and *nb_chunk, or 0 where this path does not apply (then use pcu_flash_wgmma_f32_forward);
  * then the launches, with that workspace. */
 size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int64_t *nb_chunk);
