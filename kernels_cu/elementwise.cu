@@ -104,56 +104,57 @@ struct pcu_f16_job {
   int64_t tiles[3], chunks[3]; /* tiles a unit; units times tiles */
   int64_t qpad;                /* q's exponents, rounded up to even */
 };
-/* One block of T threads per tile of job.rows[t] rows of a unit of view t (grid-stride over the
- * tiles of the three views in turn; exps as pcu_f16_tiles lays them out): the tile's float4s (at most K
- * a thread, rows 16-byte aligned, 256 divisible by d / 4) stay in registers while the block finds their
- * largest finite magnitude, then go out as f16(2^e x), e = pcu_f16_exp of it. */
-template <int K, int T> __global__ void __launch_bounds__(T) k_f16_tiles(pcu_f16_job job, int16_t *exps) {
-  __shared__ float red[T / 32];
+/* One block per tile of job.rows[t] rows of a unit of view t (grid-stride over the tiles of the
+ * three views in turn; exps as pcu_f16_tiles lays them out; rows 16-byte aligned, THREADS
+ * divisible by d / 4): the block reads the tile once to find its largest finite magnitude,
+ * then again (from L1 or L2) to write f16(2^e x), e = pcu_f16_exp of it. Four loads in flight
+ * a thread and few registers, so that several tiles are in flight on each multiprocessor. */
+__global__ void __launch_bounds__(THREADS, 4) k_f16_tiles(pcu_f16_job job, int16_t *exps) {
+  __shared__ float red[THREADS / 32];
   __shared__ int ex;
   const int64_t total = job.chunks[0] + job.chunks[1] + job.chunks[2];
+  auto fin = [](float y) { y = fabsf(y); return y < PCU_INF ? y : 0.0f; }; /* inf and NaN: 0 */
   for (int64_t c = blockIdx.x; c < total; c += gridDim.x) {
     const int t = c < job.chunks[0] ? 0 : c < job.chunks[0] + job.chunks[1] ? 1 : 2;
     const pcu_view &v = t == 0 ? job.v[0] : t == 1 ? job.v[1] : job.v[2];
     const int64_t cc = c - (t > 0 ? job.chunks[0] : 0) - (t > 1 ? job.chunks[1] : 0);
     const int64_t tiles = job.tiles[t], u = cc / tiles, r0 = (cc % tiles) * job.rows[t];
     const int64_t ih = u % v.nh, is = (u / v.nh) % v.ns, ib = u / (v.nh * v.ns);
-    const int c4 = (int)(v.d / 4), step = T / c4, col = (threadIdx.x % c4) * 4, kc = job.rows[t] / step;
+    const int c4 = (int)(v.d / 4), step = THREADS / c4, col = (threadIdx.x % c4) * 4;
     const int64_t rend = r0 + job.rows[t] < v.n ? r0 + job.rows[t] : v.n, r1 = r0 + threadIdx.x / c4;
     const float *src = (const float *)v.buf + pcu_row(v, ib, is, ih, 0) + col;
-    float4 x[K];
-    float m = 0.0f;
-    auto fin = [](float y) { y = fabsf(y); return y < PCU_INF ? y : 0.0f; }; /* inf and NaN: 0 */
+    /* f(x, r) for this thread's float4s of the tile (rows r1, r1 + step, ..), four at a time */
+    auto each = [&](auto f) {
+      for (int64_t ra = r1; ra < rend; ra += 4 * step) {
+        float4 x[4];
 #pragma unroll
-    for (int k = 0; k < K; k++) {
-      const int64_t r = r1 + (int64_t)k * step;
-      if (k < kc && r < rend) {
-        x[k] = __ldg((const float4 *)(src + r * v.sn));
-        m = fmaxf(m, fmaxf(fmaxf(fin(x[k].x), fin(x[k].y)), fmaxf(fin(x[k].z), fin(x[k].w))));
+        for (int k = 0; k < 4; k++)
+          if (ra + k * step < rend) x[k] = __ldg((const float4 *)(src + (ra + k * step) * v.sn));
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+          if (ra + k * step < rend) f(x[k], ra + k * step);
       }
-    }
+    };
+    float m = 0.0f;
+    each([&](float4 x, int64_t) { m = fmaxf(m, fmaxf(fmaxf(fin(x.x), fin(x.y)), fmaxf(fin(x.z), fin(x.w)))); });
     for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
     __syncthreads();
     if (threadIdx.x == 0) {
-      for (int w = 1; w < T / 32; w++) m = fmaxf(m, red[w]);
+      for (int w = 1; w < THREADS / 32; w++) m = fmaxf(m, red[w]);
       ex = pcu_f16_exp(m);
       exps[t == 0 ? cc : job.qpad + 2 * cc + t - 1] = (int16_t)ex;
     }
     __syncthreads();
     const float f = ldexpf(1.0f, ex);
     __half *out = (__half *)(t == 0 ? job.dst[0] : t == 1 ? job.dst[1] : job.dst[2]) + u * v.n * v.d + col;
-#pragma unroll
-    for (int k = 0; k < K; k++) {
-      const int64_t r = r1 + (int64_t)k * step;
-      if (k < kc && r < rend) {
-        const __half2 lo = __floats2half2_rn(x[k].x * f, x[k].y * f), hi = __floats2half2_rn(x[k].z * f, x[k].w * f);
-        uint2 w;
-        w.x = *(const uint32_t *)&lo;
-        w.y = *(const uint32_t *)&hi;
-        *(uint2 *)(out + r * v.d) = w;
-      }
-    }
+    each([&](float4 x, int64_t r) {
+      const __half2 lo = __floats2half2_rn(x.x * f, x.y * f), hi = __floats2half2_rn(x.z * f, x.w * f);
+      uint2 w;
+      w.x = *(const uint32_t *)&lo;
+      w.y = *(const uint32_t *)&hi;
+      *(uint2 *)(out + r * v.d) = w;
+    });
     __syncthreads(); /* red and ex are free for the next tile */
   }
 }
@@ -321,13 +322,6 @@ __global__ void k_bias_store(int64_t n, const float *src, pcu_mat bias, pcu_mat 
   }
 }
 
-#ifdef __CUDACC_RTC__
-template __global__ void k_f16_tiles<4, 256>(pcu_f16_job, int16_t *);
-template __global__ void k_f16_tiles<8, 256>(pcu_f16_job, int16_t *);
-template __global__ void k_f16_tiles<16, 256>(pcu_f16_job, int16_t *);
-template __global__ void k_f16_tiles<16, 512>(pcu_f16_job, int16_t *);
-#endif
-
 #ifndef __CUDACC_RTC__ /* host side: launchers (common.cuh, "Under NVRTC") */
 static inline int64_t view_count(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
 
@@ -365,29 +359,21 @@ extern "C" int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, con
 
 extern "C" int pcu_f16_tiles(cudaStream_t s, const pcu_view src[3], uint16_t *const dst[3], const int rows[3], int16_t *exps) {
   pcu_f16_job job;
-  int64_t total = 0, kmax = 1;
+  int64_t total = 0;
   for (int t = 0; t < 3; t++) {
     const pcu_view &v = src[t];
-    const int64_t per = (int64_t)rows[t] * v.d / (4 * THREADS); /* float4s a thread */
-    if (v.d % 4 != 0 || THREADS % (v.d / 4) != 0 || rows[t] <= 0 || per * 4 * THREADS != rows[t] * v.d || per > 32)
-      return (int)cudaErrorInvalidValue;
+    if (v.d % 4 != 0 || THREADS % (v.d / 4) != 0 || rows[t] <= 0) return (int)cudaErrorInvalidValue;
     job.v[t] = v;
     job.dst[t] = dst[t];
     job.rows[t] = rows[t];
     job.tiles[t] = (v.n + rows[t] - 1) / rows[t];
     job.chunks[t] = v.nb * v.ns * v.nh * job.tiles[t];
     total += job.chunks[t];
-    kmax = per > kmax ? per : kmax;
   }
   if (total <= 0) return 0;
   if (job.chunks[1] != job.chunks[2]) return (int)cudaErrorInvalidValue; /* k and v in pairs */
   job.qpad = (job.chunks[0] + 1) / 2 * 2;
-  const unsigned blocks = total < 65535 * 64 ? (unsigned)total : 65535u * 64u;
-  /* at most 16 float4s a thread (64 registers): 512 threads where a tile has more */
-  if (kmax <= 4) k_f16_tiles<4, 256><<<blocks, 256, 0, s>>>(job, exps);
-  else if (kmax <= 8) k_f16_tiles<8, 256><<<blocks, 256, 0, s>>>(job, exps);
-  else if (kmax <= 16) k_f16_tiles<16, 256><<<blocks, 256, 0, s>>>(job, exps);
-  else k_f16_tiles<16, 512><<<blocks, 512, 0, s>>>(job, exps);
+  k_f16_tiles<<<total < 65535 * 64 ? (unsigned)total : 65535u * 64u, THREADS, 0, s>>>(job, exps);
   return (int)cudaGetLastError();
 }
 

@@ -43,9 +43,8 @@ int pcu_merge(cudaStream_t s, pcu_view acc_out, pcu_view acc_lse, pcu_view part_
 int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, const float *po, const float *pl, int S,
                       float out_scale);
 /* TF32 through f16 (flash_wgmma.cu): dst[t] = dense f16 [nb][ns][nh][n][d] copies of the f32 views
- * src[t] (t = 0, 1, 2: q, k, v; rows 16-byte aligned; rows[t] * d a multiple of 1024 up to
- * 32768). Each tile of rows[t] rows of a (batch, segment, head) is scaled by the power of two
- * 2^e that brings its largest finite magnitude into [2^14, 2^15) (e = pcu_f16_exp, 0 for a
+ * src[t] (t = 0, 1, 2: q, k, v; rows 16-byte aligned; 256 divisible by d / 4). Each tile of
+ * rows[t] rows of a (batch, segment, head) is scaled by the power of two 2^e that brings its largest finite magnitude into [2^14, 2^15) (e = pcu_f16_exp, 0 for a
  * tile of zeros), and e goes to exps: q's [unit][tile] over the units (nb ns nh) and
  * ceil(n / rows[0]) tiles, padded to an even count; then k's and v's (of one shape, as
  * attention's) in pairs, [unit][tile][k, v], one 32-bit load a kv tile. */
