@@ -190,6 +190,24 @@ static inline cudaError_t pcu_prepare_smem(const void *kernel, size_t smem) {
   return cudaSuccess;
 }
 
+/* Elements of view v. */
+static inline int64_t pcu_view_count(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
+
+/* The view of like's batches, segments, heads and rows over dense [nb][ns][nh][n][d] of dtype
+ * at buf (a workspace copy or partial result). */
+static inline pcu_view pcu_dense_view(void *buf, int dtype, const pcu_view &like, int64_t d) {
+  pcu_view w = like;
+  w.buf = buf;
+  w.dtype = dtype;
+  w.offset = 0;
+  w.d = d;
+  w.sn = d;
+  w.sh = w.n * w.sn;
+  w.ss = w.nh * w.sh;
+  w.sb = w.ns * w.ss;
+  return w;
+}
+
 /* Every row start of v (all batches, segments and heads) on a multiple of `align` bytes, for
  * elements of `esize` bytes: the condition of the flash kernels' vector loads. */
 static inline int pcu_rows_aligned(const pcu_view &v, int esize, int align) {

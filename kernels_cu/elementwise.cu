@@ -323,7 +323,6 @@ __global__ void k_bias_store(int64_t n, const float *src, pcu_mat bias, pcu_mat 
 }
 
 #ifndef __CUDACC_RTC__ /* host side: launchers (common.cuh, "Under NVRTC") */
-static inline int64_t view_count(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
 
 /* Dense views (row-major, no gaps) are flat arrays: no index decomposition. */
 static bool view_dense(const pcu_view &v) {
@@ -332,14 +331,14 @@ static bool view_dense(const pcu_view &v) {
 }
 
 extern "C" int pcu_fill(cudaStream_t s, pcu_view dst, float value) {
-  int64_t total = view_count(dst);
+  int64_t total = pcu_view_count(dst);
   if (total <= 0) return 0;
   k_fill<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(dst, value, total);
   return (int)cudaGetLastError();
 }
 
 extern "C" int pcu_copy(cudaStream_t s, pcu_view dst, pcu_view src, float alpha) {
-  int64_t total = view_count(dst);
+  int64_t total = pcu_view_count(dst);
   if (total <= 0) return 0;
   if (view_dense(dst) && view_dense(src))
     k_copy_flat<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(dst.buf, dst.dtype, dst.offset, src.buf, src.dtype,
@@ -351,7 +350,7 @@ extern "C" int pcu_copy(cudaStream_t s, pcu_view dst, pcu_view src, float alpha)
 
 extern "C" int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, const float *po, const float *pl, int S,
                                  float out_scale) {
-  const int64_t total = view_count(out), rows = out.nb * out.ns * out.nh * out.n;
+  const int64_t total = pcu_view_count(out), rows = out.nb * out.ns * out.nh * out.n;
   if (total <= 0) return 0;
   k_split_combine<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(out, lse, po, pl, S, out_scale, rows, total);
   return (int)cudaGetLastError();
@@ -378,7 +377,7 @@ extern "C" int pcu_f16_tiles(cudaStream_t s, const pcu_view src[3], uint16_t *co
 }
 
 extern "C" int pcu_merge(cudaStream_t s, pcu_view ao, pcu_view al, pcu_view po, pcu_view pl) {
-  int64_t total = view_count(ao), rows = view_count(al);
+  int64_t total = pcu_view_count(ao), rows = pcu_view_count(al);
   if (rows <= 0) return 0;
   if (total > 0) k_merge_out<<<pcu_blocks(total, THREADS), THREADS, 0, s>>>(ao, al, po, pl, total);
   k_merge_lse<<<pcu_blocks(rows, THREADS), THREADS, 0, s>>>(al, pl, rows);

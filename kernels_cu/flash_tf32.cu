@@ -612,20 +612,6 @@ extern "C" int pcu_flash_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_
   return 0;
 }
 
-/* The same view over dense f32 [nb][ns][nh][n][d] at buf. */
-static pcu_view tf32_dense(float *buf, const pcu_view &like, int64_t d) {
-  pcu_view w = like;
-  w.buf = buf;
-  w.dtype = PCU_F32;
-  w.offset = 0;
-  w.d = d;
-  w.sn = d;
-  w.sh = w.n * w.sn;
-  w.ss = w.nh * w.sh;
-  w.sb = w.ns * w.ss;
-  return w;
-}
-
 extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, const pcu_tf32_plan *plan, void *ws) {
   pcu_tf32_plan p = *plan;
   const tf32_variant *v = &tf32_variants[p.variant];
@@ -638,8 +624,8 @@ extern "C" int pcu_flash_tf32_forward(cudaStream_t s, const pcu_flash_args *a, c
   float *po = (float *)ws, *pl = NULL;
   if (p.nsplit > 1) {
     pl = po + (size_t)p.nsplit * (size_t)(p.blocks / p.nqt * a->q.n * a->v.d);
-    f.out = tf32_dense(po, a->q, a->v.d);
-    f.lse = tf32_dense(pl, a->q, 1);
+    f.out = pcu_dense_view(po, PCU_F32, a->q, a->v.d);
+    f.lse = pcu_dense_view(pl, PCU_F32, a->q, 1);
     f.out_scale = 1.0f;
   }
   const int veco = f.out.dtype == PCU_F32 && pcu_rows_aligned(f.out, 4, 16);

@@ -326,7 +326,6 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
 #define TF32_F16_CHUNK ((int64_t)256 << 20)
 
 #ifdef PCU_WGMMA_BUILT
-static int64_t view_elems(const pcu_view &v) { return v.nb * v.ns * v.nh * v.n * v.d; }
 /* The tiles of rows rows of v. */
 static int64_t view_tiles(const pcu_view &v, int rows) { return v.nb * v.ns * v.nh * ((v.n + rows - 1) / rows); }
 /* View v restricted to batches b0 .. b0 + nb - 1. */
@@ -345,19 +344,7 @@ static int64_t tf32_f16_ex_bytes(const pcu_view &q, const pcu_view &k, int bn) {
  * then q, k, v. */
 static int64_t tf32_f16_bytes(const pcu_flash_args *a, int64_t nb, int bn) {
   const pcu_view q = batches(a->q, 0, nb), k = batches(a->k, 0, nb), v = batches(a->v, 0, nb);
-  return tf32_f16_ex_bytes(q, k, bn) + 2 * (view_elems(q) + view_elems(k) + view_elems(v));
-}
-/* A dense f16 view of v's shape at buf. */
-static pcu_view dense_f16(const pcu_view &v, uint16_t *buf) {
-  pcu_view w = v;
-  w.buf = buf;
-  w.dtype = PCU_F16;
-  w.offset = 0;
-  w.sn = w.d;
-  w.sh = w.n * w.sn;
-  w.ss = w.nh * w.sh;
-  w.sb = w.ns * w.ss;
-  return w;
+  return tf32_f16_ex_bytes(q, k, bn) + 2 * (pcu_view_count(q) + pcu_view_count(k) + pcu_view_count(v));
 }
 #endif
 
@@ -393,11 +380,11 @@ extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, siz
     pcu_flash_args f = *a;
     const pcu_view src[3] = {batches(a->q, b0, nb), batches(a->k, b0, nb), batches(a->v, b0, nb)};
     int16_t *const exps = (int16_t *)ws;
-    uint16_t *const q16 = (uint16_t *)((char *)ws + tf32_f16_ex_bytes(src[0], src[1], bn)), *const k16 = q16 + view_elems(src[0]);
-    uint16_t *const dst[3] = {q16, k16, k16 + view_elems(src[1])};
-    f.q = dense_f16(src[0], dst[0]);
-    f.k = dense_f16(src[1], dst[1]);
-    f.v = dense_f16(src[2], dst[2]);
+    uint16_t *const q16 = (uint16_t *)((char *)ws + tf32_f16_ex_bytes(src[0], src[1], bn)), *const k16 = q16 + pcu_view_count(src[0]);
+    uint16_t *const dst[3] = {q16, k16, k16 + pcu_view_count(src[1])};
+    f.q = pcu_dense_view(dst[0], PCU_F16, src[0], src[0].d);
+    f.k = pcu_dense_view(dst[1], PCU_F16, src[1], src[1].d);
+    f.v = pcu_dense_view(dst[2], PCU_F16, src[2], src[2].d);
     f.out = batches(a->out, b0, nb);
     if (f.lse.buf) f.lse = batches(a->lse, b0, nb);
     f.f16_exp = exps;
