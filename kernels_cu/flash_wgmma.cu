@@ -348,9 +348,9 @@ static int64_t tf32_f16_bytes(const pcu_flash_args *a, int64_t nb, int bn) {
 }
 #endif
 
-extern "C" size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int64_t *nb_chunk) {
+extern "C" size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int *variant, int64_t *nb_chunk) {
 #ifndef PCU_WGMMA_BUILT
-  (void)a; (void)cc; (void)smem_optin; (void)nb_chunk;
+  (void)a; (void)cc; (void)smem_optin; (void)variant; (void)nb_chunk;
   return 0;
 #else
   if (!wg_applies(a, cc) || a->q.dtype != PCU_F32 || a->k.dtype != PCU_F32 || a->v.dtype != PCU_F32 ||
@@ -362,18 +362,19 @@ extern "C" size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, siz
   if (per <= 0 || a->q.nb <= 0) return 0;
   int64_t nb = TF32_F16_CHUNK / per;
   nb = nb < 1 ? 1 : nb > a->q.nb ? a->q.nb : nb;
+  *variant = i;
   *nb_chunk = nb;
   return (size_t)tf32_f16_bytes(a, nb, wg_variants[i].bn);
 #endif
 }
 
-extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, size_t smem_optin, void *ws, int64_t nb_chunk) {
+extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, int variant, void *ws, int64_t nb_chunk) {
 #ifndef PCU_WGMMA_BUILT
-  (void)s; (void)a; (void)smem_optin; (void)ws; (void)nb_chunk;
+  (void)s; (void)a; (void)variant; (void)ws; (void)nb_chunk;
   return (int)cudaErrorNotSupported;
 #else
-  const int i = wg_pick(a, smem_optin);
-  if (i < 0 || nb_chunk < 1) return (int)cudaErrorNotSupported;
+  const int i = variant;
+  if (i < 0 || i >= (int)(sizeof wg_variants / sizeof wg_variants[0]) || nb_chunk < 1) return (int)cudaErrorNotSupported;
   const int bn = wg_variants[i].bn, rows[3] = {128, bn, bn};
   for (int64_t b0 = 0; b0 < a->q.nb; b0 += nb_chunk) {
     const int64_t nb = a->q.nb - b0 < nb_chunk ? a->q.nb - b0 : nb_chunk;

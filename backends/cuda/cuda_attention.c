@@ -138,11 +138,12 @@ pattn_status cuda_attention(pattn_context *ctx, const pattn_attn_args *a) {
   if (e == (int)cudaErrorNotSupported && tf32 && !f32_flash_fma() && !tf32_f16_off()) {
     /* TF32 on Hopper: the f16 kernel over scaled f16 copies, through a workspace */
     int64_t nbc = 0;
-    const size_t bytes = pcu_flash_wgmma_tf32_plan(&f, st->cc, st->smem_optin, &nbc);
+    int variant = -1;
+    const size_t bytes = pcu_flash_wgmma_tf32_plan(&f, st->cc, st->smem_optin, &variant, &nbc);
     void *ws = NULL;
     /* no room for the copies: the kernels below need no workspace */
     if (bytes && cuda_ws_alloc(ctx, bytes, &ws, "attention (TF32 f16 copies)") == PATTN_OK) {
-      e = pcu_flash_wgmma_tf32(st->stream, &f, st->smem_optin, ws, nbc);
+      e = pcu_flash_wgmma_tf32(st->stream, &f, variant, ws, nbc);
       cuda_ws_free(ctx, ws, bytes);
     }
   }

@@ -108,11 +108,11 @@ int pcu_flash_mma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_
  * pcu_flash_mma_forward). */
 int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, int cc, size_t smem_optin);
 /* The same kernel for f32 q, k, v with PATTN_PRECISION_TF32 (16-byte aligned rows): f16 copies
- * scaled per tile (pcu_f16_tiles) of nb_chunk batches at a time. First the plan: the workspace bytes
- * and *nb_chunk, or 0 where this path does not apply (then use pcu_flash_wgmma_f32_forward);
- * then the launches, with that workspace. */
-size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int64_t *nb_chunk);
-int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, size_t smem_optin, void *ws, int64_t nb_chunk);
+ * scaled per tile (pcu_f16_tiles) of nb_chunk batches at a time. First the plan: the workspace
+ * bytes, *variant and *nb_chunk, or 0 where this path does not apply (then use
+ * pcu_flash_wgmma_f32_forward); then the launches of that variant, with that workspace. */
+size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, size_t smem_optin, int *variant, int64_t *nb_chunk);
+int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, int variant, void *ws, int64_t nb_chunk);
 /* flash_tf32.cu: f32 dense attention on tensor cores (cc >= 80, head dims <= 256): 3xTF32 split
  * products (f32 accuracy), or plain TF32 if tf32_only (PATTN_PRECISION_TF32). First the plan:
  * the variant, its grid and, for grids that leave the device's block slots idle, a split of
