@@ -76,6 +76,10 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     mbar_init_fence();
   }
   __syncthreads();
+  /* SCALED runs as a programmatic dependent of the copies' kernel (wg_launch): everything
+   * above overlapped its end; nothing below may read the copies or their exponents before it
+   * has finished. */
+  if (SCALED) asm volatile("griddepcontrol.wait;\n" ::: "memory");
 
   /* Persistent: block b takes work items b, b + gridDim.x, ...; the kv stages run on across
    * items (it: tiles loaded so far), so the next item's Q, K and V load while the consumers
@@ -289,8 +293,23 @@ static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i) {
   const int vout = (a->out.dtype == PCU_F16 || a->out.dtype == PCU_BF16) && pcu_rows_aligned(a->out, 2, 4) ? 1
                    : a->out.dtype == PCU_F32 && pcu_rows_aligned(a->out, 4, 8)                               ? 2
                                                                                                                : 0;
-  kernel<<<(unsigned)blocks, 384, v->smem, s>>>(tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
-  return (int)cudaGetLastError();
+  if (!a->f16_exp) {
+    kernel<<<(unsigned)blocks, 384, v->smem, s>>>(tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
+    return (int)cudaGetLastError();
+  }
+  /* after the copies (pcu_f16_tiles) as a programmatic dependent: its blocks start once every
+   * block of the copies has, and wait in the kernel (griddepcontrol.wait) for their writes */
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)blocks);
+  cfg.blockDim = dim3(384);
+  cfg.dynamicSmemBytes = v->smem;
+  cfg.stream = s;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  return (int)cudaLaunchKernelEx(&cfg, kernel, tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
 }
 #endif
 
@@ -389,7 +408,7 @@ extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, int
     f.out = batches(a->out, b0, nb);
     if (f.lse.buf) f.lse = batches(a->lse, b0, nb);
     f.f16_exp = exps;
-    int e = pcu_f16_tiles(s, src, dst, rows, exps);
+    int e = pcu_f16_tiles(s, src, dst, rows, exps, a->num_sms);
     if (e == 0) e = wg_launch(s, &f, i);
     if (e != 0) return e;
   }

@@ -47,8 +47,11 @@ int pcu_split_combine(cudaStream_t s, pcu_view out, pcu_view lse, const float *p
  * rows[t] rows of a (batch, segment, head) is scaled by the power of two 2^e that brings its largest finite magnitude into [2^14, 2^15) (e = pcu_f16_exp, 0 for a
  * tile of zeros), and e goes to exps: q's [unit][tile] over the units (nb ns nh) and
  * ceil(n / rows[0]) tiles, padded to an even count; then k's and v's (of one shape, as
- * attention's) in pairs, [unit][tile][k, v], one 32-bit load a kv tile. */
-int pcu_f16_tiles(cudaStream_t s, const pcu_view src[3], uint16_t *const dst[3], const int rows[3], int16_t *exps);
+ * attention's) in pairs, [unit][tile][k, v], one 32-bit load a kv tile. num_sms (0: unknown)
+ * picks the kernel: when every tile gets a block in one wave, each tile is read once, held in
+ * registers. The kernel lets a programmatic dependent launch start early (griddepcontrol). */
+int pcu_f16_tiles(cudaStream_t s, const pcu_view src[3], uint16_t *const dst[3], const int rows[3], int16_t *exps,
+                  int num_sms);
 /* Dense f32 [nu][H][n][d] from units u0 .. u0+nu-1 of a view (unit = ib*ns + is); head ih
  * of the result reads head ih / group of the view (GQA expansion). */
 int pcu_gather(cudaStream_t s, float *dst, pcu_view src, int64_t u0, int64_t nu, int64_t H, int64_t group);
