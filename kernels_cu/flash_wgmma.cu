@@ -6,7 +6,8 @@
  * host returns cudaErrorNotSupported).
  *
  * Warp-specialised, as FlashAttention-3: a block of three warpgroups computes BM = 128 query
- * rows of one (batch, segment, head).
+ * rows of one (batch, segment, head); where such blocks would leave half the multiprocessors
+ * idle, a block of two computes BM = 64 rows (one consumer; wg_consumers).
  *   - Warpgroup 0 is the producer: one thread issues every load as TMA boxes of 64 columns
  *     (128 bytes) by the tile's rows, in the 128-byte swizzle layout (wgmma.cuh, desc_sw128);
  *     rows past n arrive as zeros. Its other threads leave at once, and its registers go to
@@ -14,8 +15,8 @@
  *   - K and V each have ST stages with a "full" barrier (the producer's expect_tx, completed
  *     by the transfers) and an "empty" one (every consumer thread arrives once the products
  *     that read the stage have completed), so no load waits on a block-wide barrier.
- *   - Warpgroups 1 and 2 each own 64 query rows and keep their scores and output in
- *     registers. S = Q K^T: wgmma m64nBNk16 with Q and K from shared memory (K-major); the
+ *   - Warpgroups 1 and 2 (or 1 alone) each own 64 query rows and keep their scores and
+ *     output in registers. S = Q K^T: wgmma m64nBNk16 with Q and K from shared memory (K-major); the
  *     online softmax in base 2 as in flash_mma.cu; P converted in registers to the A operand
  *     of O += P V: wgmma m64nDk16 with V from shared memory as an MN-major operand. The
  *     products of one tile's scores and the previous tile's P V run together, and the
@@ -39,19 +40,22 @@ using namespace pcu_mma_ops;
 using namespace pcu_wgmma_ops;
 #endif
 
-/* D: head dim; BN keys per kv tile; ST stages each for K and V. */
-template <int D_, int BN_, int ST_> struct Cfg {
-  static constexpr int D = D_, BN = BN_, ST = ST_;
-  static constexpr int THREADS = 384, BM = 128; /* a producer and two consumer warpgroups */
+/* D: head dim; BN keys per kv tile; ST stages each for K and V; NC consumer warpgroups (2, or
+ * 1 for grids that would leave half the multiprocessors idle: wg_consumers). */
+template <int D_, int BN_, int ST_, int NC_ = 2> struct Cfg {
+  static constexpr int D = D_, BN = BN_, ST = ST_, NC = NC_;
+  static constexpr int THREADS = 128 * (NC + 1), BM = 64 * NC; /* a producer and NC consumers */
   static constexpr int Q_BYTES = BM * D * 2, KV_BYTES = BN * D * 2;
   /* + 1024: the swizzle pattern needs 1024-byte aligned tiles, dynamic shared memory is only
    * 16-byte aligned */
   static constexpr size_t SMEM = 1024 + (size_t)Q_BYTES + 2 * ST * (size_t)KV_BYTES;
-  static_assert(D % 64 == 0 && BN % 64 == 0 && BN <= 256 && ST >= 2, "tile shape");
+  static_assert(D % 64 == 0 && BN % 64 == 0 && BN <= 256 && ST >= 2 && (NC == 1 || NC == 2), "tile shape");
 };
 
+/* The register cap is that of three warpgroups whatever NC: the consumers' setmaxnreg needs
+ * it from the pool the block starts with. */
 template <class C, bool BF16, bool SCALED = false>
-__global__ void __launch_bounds__(C::THREADS, 1)
+__global__ void __launch_bounds__(384, 1)
     k_flash_wgmma(PCU_TMAP tq, PCU_TMAP tk, PCU_TMAP tv, pcu_flash_args a, int nqt, int nwork, int off, int flags) {
 #if PCU_WGMMA_DEVICE
   constexpr int D = C::D, BN = C::BN, BM = C::BM, ST = C::ST;
@@ -71,8 +75,8 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 
   if (tid == 0) {
     mbar_init(bQf, 1);
-    mbar_init(bQe, 256);
-    wg_kv_bars_init<ST>(bar(KF, 0), 1, 256);
+    mbar_init(bQe, 128 * C::NC);
+    wg_kv_bars_init<ST>(bar(KF, 0), 1, 128 * C::NC);
     mbar_init_fence();
   }
   __syncthreads();
@@ -233,9 +237,10 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   X(256, 64, 2)
 
 #ifdef __CUDACC_RTC__
-#define RTC_WG1(D, BN, ST, BF, SC) \
-  template __global__ void pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, BF, SC>(PCU_TMAP, PCU_TMAP, PCU_TMAP, pcu_flash_args, int, int, int, int);
-#define RTC_WG(D, BN, ST) RTC_WG1(D, BN, ST, false, false) RTC_WG1(D, BN, ST, true, false) RTC_WG1(D, BN, ST, false, true)
+#define RTC_WG1(D, BN, ST, NC, BF, SC) \
+  template __global__ void pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST, NC>, BF, SC>(PCU_TMAP, PCU_TMAP, PCU_TMAP, pcu_flash_args, int, int, int, int);
+#define RTC_WGN(D, BN, ST, NC) RTC_WG1(D, BN, ST, NC, false, false) RTC_WG1(D, BN, ST, NC, true, false) RTC_WG1(D, BN, ST, NC, false, true)
+#define RTC_WG(D, BN, ST) RTC_WGN(D, BN, ST, 1) RTC_WGN(D, BN, ST, 2)
 WG_VARIANTS(RTC_WG)
 #else /* host side */
 
@@ -246,14 +251,16 @@ typedef void (*wg_kernel_fn)(const pcu_tmap, const pcu_tmap, const pcu_tmap, pcu
 
 struct wg_variant {
   int d, bn;
-  size_t smem;
-  wg_kernel_fn k[3]; /* f16, bf16, f16 scaled (PATTN_PRECISION_TF32) */
+  size_t smem[2];       /* by consumers - 1 */
+  wg_kernel_fn k[2][3]; /* by consumers - 1: f16, bf16, f16 scaled (PATTN_PRECISION_TF32) */
 };
 
-#define PCU_WG_ROW(D, BN, ST)                                                                                \
-  {D, BN, pcu_wg::Cfg<D, BN, ST>::SMEM,                                                                        \
-   {pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, false>, pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, true>, \
-    pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST>, false, true>}},
+#define PCU_WG_KS(D, BN, ST, NC)                                                                                      \
+  {pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST, NC>, false>, pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST, NC>, true>, \
+   pcu_wg::k_flash_wgmma<pcu_wg::Cfg<D, BN, ST, NC>, false, true>}
+#define PCU_WG_ROW(D, BN, ST)                                                                                     \
+  {D, BN, {pcu_wg::Cfg<D, BN, ST, 1>::SMEM, pcu_wg::Cfg<D, BN, ST, 2>::SMEM},                               \
+   {PCU_WG_KS(D, BN, ST, 1), PCU_WG_KS(D, BN, ST, 2)}},
 const wg_variant wg_variants[] = {WG_VARIANTS(PCU_WG_ROW)};
 
 } /* namespace */
@@ -262,7 +269,7 @@ const wg_variant wg_variants[] = {WG_VARIANTS(PCU_WG_ROW)};
 /* The variant for a's head dim (a knob's pick first) whose shared memory fits, or -1. */
 static int wg_pick(const pcu_flash_args *a, size_t smem_optin) {
   return pcu_pick_variant(wg_variants, (int)(sizeof wg_variants / sizeof wg_variants[0]), (int)a->q.d, "PATTN_CUDA_WG_CFG",
-                          [&](const wg_variant &v) { return v.smem <= smem_optin; });
+                          [&](const wg_variant &v) { return v.smem[1] <= smem_optin; });
 }
 /* Whether this path takes q, k and v of a's shape (their dtype aside). */
 static bool wg_applies(const pcu_flash_args *a, int cc) {
@@ -270,15 +277,26 @@ static bool wg_applies(const pcu_flash_args *a, int cc) {
   return pcu_wgmma_usable(cc) && pcu_flash_tc_shape(a) && !a->mask.buf && a->k.d == d && a->v.d == d &&
          (d == 64 || d == 128 || d == 256);
 }
-/* The launch of variant i for 16-bit q, k, v. */
-static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i) {
+/* Consumer warpgroups a block for a: one (64 query rows a block) where blocks of two would
+ * leave at least half the multiprocessors idle, so that twice the blocks run, each with the
+ * tensor cores to itself; else two. At b=1 h=12 n=512 d=128 (H200, run 90): bf16 12.7 against
+ * 15.9 us a call. Splitting each block's kv tiles between two consumers on the same 64 rows
+ * instead was no faster (13.2 us, run 92). */
+static int wg_consumers(const pcu_flash_args *a) {
+  const int64_t items = (a->q.n + 127) / 128 * a->q.nb * a->q.ns * a->q.nh;
+  return a->num_sms > 0 && 2 * items <= a->num_sms ? 1 : 2;
+}
+/* The launch of variant i with nc consumers for 16-bit q, k, v. */
+static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i, int nc) {
   const wg_variant *v = &wg_variants[i];
-  const int64_t nq = a->q.n, nk = a->k.n;
+  const int64_t nq = a->q.n, nk = a->k.n, bm = 64 * nc;
   pcu_tmap tq, tk, tv;
-  if (!pcu_make_tmap(&tq, a->q, 128) || !pcu_make_tmap(&tk, a->k, v->bn) || !pcu_make_tmap(&tv, a->v, v->bn))
+  if (!pcu_make_tmap(&tq, a->q, (int)bm) || !pcu_make_tmap(&tk, a->k, v->bn) || !pcu_make_tmap(&tv, a->v, v->bn))
     return (int)cudaErrorNotSupported;
-  wg_kernel_fn kernel = v->k[a->f16_exp ? 2 : a->q.dtype == PCU_BF16];
-  const int64_t nqt = (nq + 127) / 128, nwork = nqt * a->q.nh * a->q.ns * a->q.nb;
+  wg_kernel_fn kernel = v->k[nc - 1][a->f16_exp ? 2 : a->q.dtype == PCU_BF16];
+  const size_t smem = v->smem[nc - 1];
+  const unsigned threads = 128u * (unsigned)(nc + 1);
+  const int64_t nqt = (nq + bm - 1) / bm, nwork = nqt * a->q.nh * a->q.ns * a->q.nb;
   if (nwork <= 0) return 0;
   if (nwork > 0x7fffffffLL) return (int)cudaErrorInvalidConfiguration;
   /* Without causal masking every work item costs the same, and one block per multiprocessor
@@ -286,7 +304,7 @@ static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i) {
    * 512, H200). Causal items differ up to nqt-fold: a block each, longest first, lets the
    * hardware balance them (taken in turn they were 0.56-0.73x at n >= 8192 with 16 heads). */
   const int64_t blocks = a->causal || a->num_sms <= 0 || nwork < a->num_sms ? nwork : a->num_sms;
-  cudaError_t e = pcu_prepare_smem((const void *)kernel, v->smem);
+  cudaError_t e = pcu_prepare_smem((const void *)kernel, smem);
   if (e != cudaSuccess) return (int)e;
   const int64_t off = pcu_clamp_causal(a->causal_offset, nq, nk);
   /* out's stores: 16-bit pairs (1), f32 pairs (2), else element by element */
@@ -294,7 +312,7 @@ static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i) {
                    : a->out.dtype == PCU_F32 && pcu_rows_aligned(a->out, 4, 8)                               ? 2
                                                                                                                : 0;
   if (!a->f16_exp) {
-    kernel<<<(unsigned)blocks, 384, v->smem, s>>>(tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
+    kernel<<<(unsigned)blocks, threads, smem, s>>>(tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
     return (int)cudaGetLastError();
   }
   /* after the copies (pcu_f16_tiles) as a programmatic dependent: its blocks start once every
@@ -304,8 +322,8 @@ static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i) {
   at[0].val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3((unsigned)blocks);
-  cfg.blockDim = dim3(384);
-  cfg.dynamicSmemBytes = v->smem;
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cfg.attrs = at;
   cfg.numAttrs = 1;
@@ -325,7 +343,7 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
 #else
   if (!wg_applies(a, cc) || !pcu_flash_tc_args(a)) return (int)cudaErrorNotSupported;
   const int i = wg_pick(a, smem_optin);
-  return i < 0 ? (int)cudaErrorNotSupported : wg_launch(s, a, i);
+  return i < 0 ? (int)cudaErrorNotSupported : wg_launch(s, a, i, wg_consumers(a));
 #endif
 }
 
@@ -333,7 +351,7 @@ extern "C" int pcu_flash_wgmma_forward(cudaStream_t s, const pcu_flash_args *a, 
  * f16 keeps 11 significant bits, as many as tf32 (rounded to nearest, as SPEC.md's TF32 row
  * assumes), but only 5 exponent bits. So f32 q, k and v are copied to f16 (pcu_f16_tiles), each
  * tile scaled by the power of two that brings its largest finite magnitude into [2^14, 2^15):
- * Q by the kernel's query tiles (128 rows), K and V by its kv tiles (BN rows). The kernel's
+ * Q by the kernel's query tiles (BM rows), K and V by its kv tiles (BN rows). The kernel's
  * SCALED instantiation undoes the factors: Q's in the softmax scale, K's per tile in the
  * softmax (wg_softmax's KF), V's in o's rescale between tiles and at the store. Every product
  * then rounds as TF32 does, except values below 2^-28 of their tile's largest magnitude, which
@@ -353,17 +371,17 @@ static pcu_view batches(pcu_view v, int64_t b0, int64_t nb) {
   v.nb = nb;
   return v;
 }
-/* Bytes of the exponents of q's tiles and k's and v's tiles of bn rows (pcu_f16_tiles' layout),
- * rounded up to 256. */
-static int64_t tf32_f16_ex_bytes(const pcu_view &q, const pcu_view &k, int bn) {
-  const int64_t n = (view_tiles(q, 128) + 1) / 2 * 2 + 2 * view_tiles(k, bn);
+/* Bytes of the exponents of q's tiles of bm rows and k's and v's tiles of bn rows
+ * (pcu_f16_tiles' layout), rounded up to 256. */
+static int64_t tf32_f16_ex_bytes(const pcu_view &q, const pcu_view &k, int bm, int bn) {
+  const int64_t n = (view_tiles(q, bm) + 1) / 2 * 2 + 2 * view_tiles(k, bn);
   return (n * (int64_t)sizeof(int16_t) + 255) / 256 * 256;
 }
-/* Workspace bytes of the copies of nb batches of a with kv tiles of bn rows: the exponents,
- * then q, k, v. */
-static int64_t tf32_f16_bytes(const pcu_flash_args *a, int64_t nb, int bn) {
+/* Workspace bytes of the copies of nb batches of a with query tiles of bm rows and kv tiles
+ * of bn rows: the exponents, then q, k, v. */
+static int64_t tf32_f16_bytes(const pcu_flash_args *a, int64_t nb, int bm, int bn) {
   const pcu_view q = batches(a->q, 0, nb), k = batches(a->k, 0, nb), v = batches(a->v, 0, nb);
-  return tf32_f16_ex_bytes(q, k, bn) + 2 * (pcu_view_count(q) + pcu_view_count(k) + pcu_view_count(v));
+  return tf32_f16_ex_bytes(q, k, bm, bn) + 2 * (pcu_view_count(q) + pcu_view_count(k) + pcu_view_count(v));
 }
 #endif
 
@@ -377,13 +395,15 @@ extern "C" size_t pcu_flash_wgmma_tf32_plan(const pcu_flash_args *a, int cc, siz
     return 0;
   const int i = wg_pick(a, smem_optin);
   if (i < 0) return 0;
-  const int64_t per = tf32_f16_bytes(a, 1, wg_variants[i].bn);
+  /* the consumers (and so the query tiles) are those of the whole call, batch chunks or not */
+  const int bm = 64 * wg_consumers(a), bn = wg_variants[i].bn;
+  const int64_t per = tf32_f16_bytes(a, 1, bm, bn);
   if (per <= 0 || a->q.nb <= 0) return 0;
   int64_t nb = TF32_F16_CHUNK / per;
   nb = nb < 1 ? 1 : nb > a->q.nb ? a->q.nb : nb;
   *variant = i;
   *nb_chunk = nb;
-  return (size_t)tf32_f16_bytes(a, nb, wg_variants[i].bn);
+  return (size_t)tf32_f16_bytes(a, nb, bm, bn);
 #endif
 }
 
@@ -394,13 +414,13 @@ extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, int
 #else
   const int i = variant;
   if (i < 0 || i >= (int)(sizeof wg_variants / sizeof wg_variants[0]) || nb_chunk < 1) return (int)cudaErrorNotSupported;
-  const int bn = wg_variants[i].bn, rows[3] = {128, bn, bn};
+  const int nc = wg_consumers(a), bn = wg_variants[i].bn, rows[3] = {64 * nc, bn, bn};
   for (int64_t b0 = 0; b0 < a->q.nb; b0 += nb_chunk) {
     const int64_t nb = a->q.nb - b0 < nb_chunk ? a->q.nb - b0 : nb_chunk;
     pcu_flash_args f = *a;
     const pcu_view src[3] = {batches(a->q, b0, nb), batches(a->k, b0, nb), batches(a->v, b0, nb)};
     int16_t *const exps = (int16_t *)ws;
-    uint16_t *const q16 = (uint16_t *)((char *)ws + tf32_f16_ex_bytes(src[0], src[1], bn)), *const k16 = q16 + pcu_view_count(src[0]);
+    uint16_t *const q16 = (uint16_t *)((char *)ws + tf32_f16_ex_bytes(src[0], src[1], rows[0], bn)), *const k16 = q16 + pcu_view_count(src[0]);
     uint16_t *const dst[3] = {q16, k16, k16 + pcu_view_count(src[1])};
     f.q = pcu_dense_view(dst[0], PCU_F16, src[0], src[0].d);
     f.k = pcu_dense_view(dst[1], PCU_F16, src[1], src[1].d);
@@ -409,7 +429,7 @@ extern "C" int pcu_flash_wgmma_tf32(cudaStream_t s, const pcu_flash_args *a, int
     if (f.lse.buf) f.lse = batches(a->lse, b0, nb);
     f.f16_exp = exps;
     int e = pcu_f16_tiles(s, src, dst, rows, exps, a->num_sms);
-    if (e == 0) e = wg_launch(s, &f, i);
+    if (e == 0) e = wg_launch(s, &f, i, nc);
     if (e != 0) return e;
   }
   return 0;

@@ -110,6 +110,9 @@ static const conf_case attention_bases[] = {
   {ATT(1, 1, 1, 40, 40, 256, 256), .lse = 1},                          /* large head dim */
   {ATT(1, 4, 2, 130, 200, 256, 256), .causal = 1, .lse = 1},           /* D = 256, GQA, several kv tiles */
   {ATT(2, 4, 2, 150, 300, 128, 128), .causal = 1, .lse = 1},           /* GQA, nq < nk, several kv tiles */
+  /* more 128-row query tiles than half an H100/H200's 132 multiprocessors: the wgmma kernel's
+   * blocks of two consumers (smaller grids get blocks of one) */
+  {ATT(2, 36, 12, 200, 200, 64, 64), .causal = 1, .lse = 1},
   {ATT(1, 4, 4, 96, 96, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1, .lse = 1},
   {ATT(1, 4, 2, 200, 333, 128, 128), .precision = PATTN_PRECISION_TF32, .lse = 1}, /* GQA, several kv tiles */
   {ATT(2, 2, 2, 130, 70, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1},   /* nq > nk */
@@ -122,6 +125,7 @@ static const conf_case attention_bases[] = {
   {ATT(1, 2, 1, 300, 520, 128, 128), .precision = PATTN_PRECISION_TF32, .lse = 1, .spread = 1},
   {ATT(2, 2, 2, 200, 333, 64, 64), .precision = PATTN_PRECISION_TF32, .causal = 1, .spread = 1},
   {ATT(1, 2, 2, 130, 200, 256, 256), .precision = PATTN_PRECISION_TF32, .lse = 1, .spread = 1},
+  {ATT(1, 34, 17, 256, 160, 64, 64), .precision = PATTN_PRECISION_TF32, .spread = 1}, /* two consumers */
   {ATT(1, 2, 1, 300, 520, 128, 128), .lse = 1, .spread = 1},
 };
 
