@@ -256,6 +256,14 @@ static inline int64_t pcu_clamp_causal(int64_t off, int64_t nq, int64_t nk) {
   return off < -nq ? -nq : off > nk ? nk : off;
 }
 
+/* Whether a's query tiles of bm rows, over all (batch, segment, head) units, number at most
+ * half the multiprocessors: there the wgmma forwards take blocks of 64 query rows instead
+ * (flash_wgmma.cu's one consumer, flash_wgmma_f32.cu's 64-row variants), so that twice the
+ * blocks fill idle multiprocessors. */
+static inline bool pcu_small_grid(const pcu_flash_args *a, int64_t bm) {
+  return a->num_sms > 0 && 2 * ((a->q.n + bm - 1) / bm) * a->q.nb * a->q.ns * a->q.nh <= a->num_sms;
+}
+
 /* A tuning override read on every call (a non-negative index), 0 when unset or name is NULL. */
 static inline int pcu_env_index(const char *name) {
   const char *e = name ? getenv(name) : NULL;

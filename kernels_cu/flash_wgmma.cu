@@ -282,10 +282,7 @@ static bool wg_applies(const pcu_flash_args *a, int cc) {
  * tensor cores to itself; else two. At b=1 h=12 n=512 d=128 (H200, run 90): bf16 12.7 against
  * 15.9 us a call. Splitting each block's kv tiles between two consumers on the same 64 rows
  * instead was no faster (13.2 us, run 92). */
-static int wg_consumers(const pcu_flash_args *a) {
-  const int64_t items = (a->q.n + 127) / 128 * a->q.nb * a->q.ns * a->q.nh;
-  return a->num_sms > 0 && 2 * items <= a->num_sms ? 1 : 2;
-}
+static int wg_consumers(const pcu_flash_args *a) { return pcu_small_grid(a, 128) ? 1 : 2; }
 /* The launch of variant i with nc consumers for 16-bit q, k, v. */
 static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i, int nc) {
   const wg_variant *v = &wg_variants[i];
@@ -311,12 +308,9 @@ static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i, int nc) {
   const int vout = (a->out.dtype == PCU_F16 || a->out.dtype == PCU_BF16) && pcu_rows_aligned(a->out, 2, 4) ? 1
                    : a->out.dtype == PCU_F32 && pcu_rows_aligned(a->out, 4, 8)                               ? 2
                                                                                                                : 0;
-  if (!a->f16_exp) {
-    kernel<<<(unsigned)blocks, threads, smem, s>>>(tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
-    return (int)cudaGetLastError();
-  }
-  /* after the copies (pcu_f16_tiles) as a programmatic dependent: its blocks start once every
-   * block of the copies has, and wait in the kernel (griddepcontrol.wait) for their writes */
+  /* TF32's f16 copies: after the copies' kernel (pcu_f16_tiles) as a programmatic dependent;
+   * its blocks start once every block of the copies has, and wait in the kernel
+   * (griddepcontrol.wait) for their writes */
   cudaLaunchAttribute at[1];
   at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -326,7 +320,7 @@ static int wg_launch(cudaStream_t s, const pcu_flash_args *a, int i, int nc) {
   cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cfg.attrs = at;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = a->f16_exp ? 1 : 0;
   return (int)cudaLaunchKernelEx(&cfg, kernel, tq, tk, tv, *a, (int)nqt, (int)nwork, (int)off, vout);
 }
 #endif

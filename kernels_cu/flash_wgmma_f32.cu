@@ -624,8 +624,7 @@ extern "C" int pcu_flash_wgmma_f32_forward(cudaStream_t s, const pcu_flash_args 
   /* a row of 64-row items where those still fit in one wave of blocks (not where a knob picks):
    * with one consumer a block is slower, so it pays only where it fills idle SMs (run 71:
    * TF32 1.6-1.7x and exact 1.1-1.2x slower at b=1 h=12 n=1024, 96 items of 128 rows) */
-  if (!getenv(knob) && a->num_sms > 0 &&
-      2 * ((nq + tab[vi].bm - 1) / tab[vi].bm) * units <= a->num_sms)
+  if (!getenv(knob) && pcu_small_grid(a, tab[vi].bm))
     for (int i = 0; i < ntab; i++)
       if (tab[i].d == d && tab[i].bm == 64 && tab[i].smem <= smem_optin) vi = i;
   const wgt_variant *v = &tab[vi];
